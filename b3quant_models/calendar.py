@@ -1,0 +1,138 @@
+"""B3 trading calendar: sessions, business-day counts and option expiry dates.
+
+Backed by exchange-calendars' ``BVMF`` calendar (maintained upstream) rather than a hand-written
+holiday list. All functions take and return ``datetime.date`` (or arrays of ``datetime64[D]``) so
+they are cheap to call from vectorized code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+
+import exchange_calendars as xcals
+import numpy as np
+import pandas as pd
+
+CALENDAR_NAME = "BVMF"
+DAYS_PER_YEAR = 252  # B3/ANBIMA business-day year used for option time and DI compounding
+
+DateLike = dt.date | str | pd.Timestamp | np.datetime64
+
+
+def _to_date(d: DateLike) -> dt.date:
+    return pd.Timestamp(d).date()
+
+
+@lru_cache(maxsize=1)
+def b3_calendar() -> xcals.ExchangeCalendar:
+    """The exchange-calendars B3 calendar (loaded once; ~0.2 s)."""
+    return xcals.get_calendar(CALENDAR_NAME)
+
+
+@lru_cache(maxsize=1)
+def _session_days() -> np.ndarray:
+    """All known B3 sessions as sorted ``datetime64[D]`` (fast lookups via searchsorted)."""
+    return b3_calendar().sessions.values.astype("datetime64[D]")
+
+
+def calendar_bounds() -> tuple[dt.date, dt.date]:
+    """First and last session the calendar knows; dates outside raise instead of guessing."""
+    s = _session_days()
+    return s[0].astype(dt.date), s[-1].astype(dt.date)
+
+
+def _check_in_range(*days: np.ndarray) -> None:
+    lo, hi = _session_days()[[0, -1]]
+    for d in days:
+        d = np.asarray(d, dtype="datetime64[D]")
+        valid = d[~np.isnat(d)]
+        if valid.size and (valid.min() < lo or valid.max() > hi + np.timedelta64(366, "D")):
+            raise ValueError(
+                f"date outside the B3 calendar's range {lo}..{hi}: got {valid.min()}..{valid.max()}"
+            )
+
+
+def sessions(start: DateLike, end: DateLike) -> list[dt.date]:
+    """B3 trading sessions in ``[start, end]`` (both inclusive)."""
+    s = _session_days()
+    a, b = np.datetime64(_to_date(start), "D"), np.datetime64(_to_date(end), "D")
+    return [x.astype(dt.date) for x in s[(s >= a) & (s <= b)]]
+
+
+def is_session(d: DateLike) -> bool:
+    day = np.datetime64(_to_date(d), "D")
+    s = _session_days()
+    i = np.searchsorted(s, day)
+    return bool(i < len(s) and s[i] == day)
+
+
+def next_session(d: DateLike) -> dt.date:
+    """First session strictly after ``d``."""
+    s = _session_days()
+    i = np.searchsorted(s, np.datetime64(_to_date(d), "D"), side="right")
+    if i >= len(s):
+        raise ValueError(f"no B3 session known after {d}")
+    return s[i].astype(dt.date)
+
+
+def previous_session(d: DateLike) -> dt.date:
+    """Last session strictly before ``d``."""
+    s = _session_days()
+    i = np.searchsorted(s, np.datetime64(_to_date(d), "D"), side="left") - 1
+    if i < 0:
+        raise ValueError(f"no B3 session known before {d}")
+    return s[i].astype(dt.date)
+
+
+def session_on_or_before(d: DateLike) -> dt.date:
+    return _to_date(d) if is_session(d) else previous_session(d)
+
+
+def business_days(start, end) -> np.ndarray | int:
+    """Number of B3 sessions in ``(start, end]`` — the 252-day convention's day count.
+
+    Vectorized: ``start``/``end`` may be scalars or arrays (broadcast). A trade on ``start`` with
+    expiry ``end`` has ``business_days(start, end)`` sessions left, so an option expiring tomorrow
+    has 1. Negative when ``end < start``.
+    """
+    s = _session_days()
+    a = np.asarray(start, dtype="datetime64[D]")
+    b = np.asarray(end, dtype="datetime64[D]")
+    _check_in_range(a, b)
+    out = np.searchsorted(s, b, side="right") - np.searchsorted(s, a, side="right")
+    if out.ndim == 0:
+        return int(out)
+    return out.astype(np.int64)
+
+
+def year_fraction(start, end) -> np.ndarray | float:
+    """Business days / 252 between ``start`` and ``end`` (B3 convention for option time)."""
+    n = business_days(start, end)
+    return n / DAYS_PER_YEAR
+
+
+def third_weekday(year: int, month: int, weekday: int) -> dt.date:
+    """Third ``weekday`` (Mon=0 .. Fri=4) of a month."""
+    first = dt.date(year, month, 1)
+    offset = (weekday - first.weekday()) % 7
+    return first + dt.timedelta(days=offset + 14)
+
+
+# B3 moved monthly stock-option expiries from the third Monday to the third Friday in May 2021.
+FRIDAY_EXPIRY_FROM = dt.date(2021, 5, 1)
+
+
+def monthly_option_expiry(year: int, month: int) -> dt.date:
+    """B3 monthly stock-option expiry: third Friday (since May 2021) or third Monday (before),
+    moved to the previous session when that day is a holiday."""
+    weekday = 4 if dt.date(year, month, 1) >= FRIDAY_EXPIRY_FROM else 0
+    day = third_weekday(year, month, weekday)
+    return session_on_or_before(day)
+
+
+def non_session_weekdays(start: DateLike, end: DateLike) -> list[dt.date]:
+    """Weekdays in ``[start, end]`` that are not B3 sessions (holidays) — for partition exclusions."""
+    days = pd.bdate_range(_to_date(start), _to_date(end)).values.astype("datetime64[D]")
+    s = _session_days()
+    return [d.astype(dt.date) for d in days[~np.isin(days, s)]]

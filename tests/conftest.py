@@ -1,0 +1,18 @@
+"""Shared fixtures. Real B3 files live in ../shared beside the project root and are optional."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REAL_B3_DIR = PROJECT_ROOT.parent / "shared" / "data" / "b3-real"
+REAL_DAILY_FILE = REAL_B3_DIR / "COTAHIST_D04012016.TXT"
+
+
+@pytest.fixture
+def real_daily_file() -> Path:
+    if not REAL_DAILY_FILE.exists():
+        pytest.skip(f"real B3 file not present at {REAL_DAILY_FILE}")
+    return REAL_DAILY_FILE
