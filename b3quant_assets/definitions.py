@@ -1,0 +1,11 @@
+"""The code location: every domain's Definitions merged, plus the shared IO manager."""
+
+import dagster as dg
+
+from .defs.ingestion.definitions import defs as ingestion_defs
+from .defs.shared.resources import duckdb_io_manager
+
+defs = dg.Definitions.merge(
+    ingestion_defs,
+    dg.Definitions(resources={"io_manager": duckdb_io_manager()}),
+)

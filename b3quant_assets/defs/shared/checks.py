@@ -1,0 +1,47 @@
+"""pandera validation reported as Dagster asset-check results (counts and sample rows in the UI)."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+SAMPLE_ROWS = 10
+
+
+def pandera_check_spec(asset: str, description: str | None = None) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        "pandera_schema",
+        asset=asset,
+        blocking=True,
+        description=description or f"Validates {asset} against its pandera schema (b3quant_models.schemas).",
+    )
+
+
+def pandera_check_result(asset: str, schema: pa.DataFrameSchema, df: pd.DataFrame) -> dg.AssetCheckResult:
+    """Validate lazily so every failing check is counted, not just the first."""
+    try:
+        schema.validate(df, lazy=True)
+    except SchemaErrors as err:
+        fc = err.failure_cases
+        summary = fc.groupby(["column", "check"], dropna=False).size().reset_index(name="failures")
+        return dg.AssetCheckResult(
+            asset_key=asset,
+            check_name="pandera_schema",
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "rows": len(df),
+                "failure_cases": len(fc),
+                "failures_by_check": dg.MetadataValue.md(summary.to_markdown(index=False)),
+                "sample_failures": dg.MetadataValue.md(fc.head(SAMPLE_ROWS).to_markdown(index=False)),
+            },
+        )
+    return dg.AssetCheckResult(
+        asset_key=asset, check_name="pandera_schema", passed=True, metadata={"rows": len(df)}
+    )
+
+
+def table_preview(df: pd.DataFrame, n: int = 5) -> dg.MetadataValue:
+    return dg.MetadataValue.md(df.head(n).to_markdown(index=False)) if len(df) else dg.MetadataValue.md("_empty_")

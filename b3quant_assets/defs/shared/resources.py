@@ -1,0 +1,65 @@
+"""Shared resources: where data lives and the DuckDB IO manager every table goes through."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster_duckdb import DuckDBIOManager
+from dagster_duckdb_pandas import DuckDBPandasTypeHandler
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def data_dir() -> Path:
+    """``$B3Q_DATA_DIR`` or ``<project>/data`` (git-ignored): landing files, DuckDB, MLflow."""
+    return Path(os.environ.get("B3Q_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+
+
+def default_duckdb_path() -> str:
+    return os.environ.get("B3Q_DUCKDB_PATH", str(data_dir() / "b3quant.duckdb"))
+
+
+def default_landing_dir() -> str:
+    return os.environ.get("B3Q_LANDING_DIR", str(data_dir() / "landing"))
+
+
+class TypedDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
+    """Like dagster-duckdb-pandas' handler, but an empty partition still creates a typed table.
+
+    The stock handler skips empty frames, so a day without quarantined rows leaves no table and
+    every downstream read fails; object columns are stored as VARCHAR (DuckDB would infer NULL).
+    """
+
+    def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
+        casts = [f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in obj.columns if obj[c].dtype == object]
+        select = f"SELECT * REPLACE ({', '.join(casts)}) FROM obj" if casts else "SELECT * FROM obj"
+        table = f"{table_slice.schema}.{table_slice.table}"
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select} LIMIT 0")
+        connection.execute(f"INSERT INTO {table} BY NAME {select}")
+        meta: dict = {"storage_kind": "duckdb", "table": f"{table}"}
+        key = "partition_row_count" if context.has_partition_key else "row_count"
+        meta[f"dagster/{key}"] = int(obj.shape[0])
+        context.add_output_metadata(meta)
+
+
+class B3DuckDBIOManager(DuckDBIOManager):
+    """DuckDB IO manager: one table per asset, re-materializing a partition replaces its rows."""
+
+    @staticmethod
+    def type_handlers() -> Sequence[DbTypeHandler]:
+        return [TypedDuckDBPandasTypeHandler()]
+
+    @staticmethod
+    def default_load_type() -> type | None:
+        return pd.DataFrame
+
+
+def duckdb_io_manager(database: str | None = None) -> B3DuckDBIOManager:
+    path = database or default_duckdb_path()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return B3DuckDBIOManager(database=path, schema="b3")

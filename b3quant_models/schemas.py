@@ -1,0 +1,141 @@
+"""pandera schemas for every stored table — the contract between pipeline stages.
+
+Kept in the library (not the Dagster package) so notebooks and the BentoML service can validate
+with the same rules the pipeline enforces.
+"""
+
+from __future__ import annotations
+
+import pandera.pandas as pa
+from pandera.pandas import Check, Column
+
+_PRICE = Check.ge(0)
+_NONNEG = Check.ge(0)
+
+
+def _prices(nullable: bool = False) -> dict[str, Column]:
+    return {
+        c: Column(float, _PRICE, nullable=nullable)
+        for c in ("open", "high", "low", "avg", "close", "best_bid", "best_ask")
+    }
+
+
+_high_ge_low = Check(
+    lambda df: (df["high"] >= df["low"]) | (df["trades"] == 0),
+    name="high_ge_low",
+    error="high >= low on traded rows",
+)
+
+RAW_QUOTES = pa.DataFrameSchema(
+    {
+        "trade_date": Column("datetime64[ns]"),
+        "bdi_code": Column(str, Check.str_length(0, 2)),
+        "ticker": Column(str, Check.str_length(1, 12)),
+        "market_type": Column(str, Check.str_matches(r"^\d{3}$")),
+        "company": Column(str),
+        "specification": Column(str),
+        "forward_days": Column(str),
+        "currency": Column(str),
+        **_prices(),
+        "trades": Column("int64", _NONNEG),
+        "quantity": Column("int64", _NONNEG),
+        "volume": Column(float, _NONNEG),
+        "strike": Column(float, _NONNEG),
+        "strike_correction": Column("int64", Check.in_range(0, 9)),
+        "expiry": Column("datetime64[ns]", nullable=True),
+        "quote_factor": Column("int64", Check.gt(0)),
+        "strike_points": Column(float, _NONNEG),
+        "isin": Column(str),
+        "distribution": Column("int64", _NONNEG),
+    },
+    checks=[_high_ge_low],
+    # Term-market (030) rows repeat a ticker once per term (PRAZOT), so the term is part of the key.
+    unique=["trade_date", "ticker", "market_type", "forward_days"],
+    strict=True,
+    ordered=True,
+    name="raw_quotes",
+    description="COTAHIST quote records (type 01) exactly as read, prices per unit.",
+)
+
+UNDERLYING_QUOTES = pa.DataFrameSchema(
+    {
+        "trade_date": Column("datetime64[ns]"),
+        "ticker": Column(str, Check.str_length(1, 12)),
+        "isin": Column(str, Check.str_length(12, 12)),
+        "company": Column(str),
+        "specification": Column(str),
+        "bdi_code": Column(str),
+        **_prices(),
+        "trades": Column("int64", _NONNEG),
+        "quantity": Column("int64", _NONNEG),
+        "volume": Column(float, _NONNEG),
+        "quote_factor": Column("int64", Check.gt(0)),
+    },
+    checks=[_high_ge_low],
+    unique=["trade_date", "isin"],
+    strict=True,
+    name="underlying_quotes",
+    description="Cash-market quotes (market 010), one row per ISIN and day.",
+)
+
+OPTION_QUOTES = pa.DataFrameSchema(
+    {
+        "trade_date": Column("datetime64[ns]"),
+        "ticker": Column(str, Check.str_length(1, 12)),
+        "option_type": Column(str, Check.isin(["call", "put"])),
+        "underlying_isin": Column(str, Check.str_length(12, 12)),
+        "underlying_ticker": Column(str, nullable=True),
+        "is_index_option": Column(bool),
+        "bdi_code": Column(str),
+        "company": Column(str),
+        "specification": Column(str),
+        "strike": Column(float, Check.gt(0)),
+        "expiry": Column("datetime64[ns]"),
+        **_prices(),
+        "trades": Column("int64", _NONNEG),
+        "quantity": Column("int64", _NONNEG),
+        "volume": Column(float, _NONNEG),
+        "quote_factor": Column("int64", Check.gt(0)),
+        "strike_correction": Column("int64"),
+        "distribution": Column("int64", _NONNEG),
+    },
+    checks=[
+        _high_ge_low,
+        Check(lambda df: df["expiry"] >= df["trade_date"], name="not_expired", error="expiry >= trade_date"),
+    ],
+    unique=["trade_date", "ticker"],
+    strict=True,
+    name="option_quotes",
+    description="Listed stock/ETF/index options (markets 070/080) linked to their underlying by ISIN.",
+)
+
+QUARANTINE = pa.DataFrameSchema(
+    {
+        "partition_date": Column("datetime64[ns]"),
+        "file": Column(str),
+        "line_number": Column("int64", Check.gt(0)),
+        "record_type": Column(str),
+        "reason": Column(str, Check.str_length(1, None)),
+        "raw": Column(str),
+    },
+    strict=True,
+    name="cotahist_quarantine",
+    description="COTAHIST lines that could not be parsed, with file, line number and reason.",
+)
+
+QUOTE_REJECTS = pa.DataFrameSchema(
+    {
+        "trade_date": Column("datetime64[ns]"),
+        "ticker": Column(str),
+        "market_type": Column(str),
+        "table": Column(str, Check.isin(["option", "underlying"])),
+        "reason": Column(str, Check.str_length(1, None)),
+    },
+    strict=True,
+    name="quote_rejects",
+    description="Parsed quotes that broke a business rule while cleaning, with the rule.",
+)
+
+SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    s.name: s for s in (RAW_QUOTES, UNDERLYING_QUOTES, OPTION_QUOTES, QUARANTINE, QUOTE_REJECTS)
+}
