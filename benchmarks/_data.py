@@ -19,7 +19,7 @@ def build_large_file(target_mb: float, out: Path | None = None) -> Path:
         raise SystemExit(f"benchmark needs the real B3 file at {REAL}")
     lines = REAL.read_bytes().split(b"\r\n")
     header, quotes = lines[0], [x for x in lines[1:] if x.startswith(b"01")]
-    trailer = [x for x in lines if x.startswith(b"99")][0]
+    trailer = next(x for x in lines if x.startswith(b"99"))
     block = b"\r\n".join(quotes) + b"\r\n"
     reps = max(1, int(target_mb * 1e6 / len(block)))
     out = out or RESULTS / f"COTAHIST_BENCH_{int(target_mb)}MB.TXT"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from b3quant_assets.defs.ingestion.assets import clean_quote_tables, raw_quotes
-from b3quant_assets.defs.ingestion.resources import CotahistSource
+from b3quant_assets.defs.ingestion.resources import CotahistFiles
 from b3quant_assets.defs.shared.resources import duckdb_io_manager
 from b3quant_models.cotahist import read_cotahist
 from b3quant_models.cotahist.writer import daily_file_name, write_cotahist
@@ -25,7 +25,7 @@ def _run(landing: Path, db: Path, partition: str) -> dg.ExecuteInProcessResult:
         ASSETS,
         partition_key=partition,
         resources={
-            "cotahist_source": CotahistSource(landing_dir=str(landing)),
+            "cotahist_files": CotahistFiles(landing_dir=str(landing)),
             "io_manager": duckdb_io_manager(str(db)),
         },
         raise_on_error=False,
@@ -94,4 +94,4 @@ def test_missing_file_fails_with_clear_message(tmp_path: Path) -> None:
     res = _run(tmp_path, tmp_path / "t.duckdb", "2016-01-04")
     assert not res.success
     msg = str(res.get_step_failure_events()[0].event_specific_data.error)
-    assert "COTAHIST_D04012016.TXT" in msg and "landing folder" in msg
+    assert "COTAHIST_D04012016.TXT" in msg and "landing folder" in msg and "b3q sample-market" in msg

@@ -27,7 +27,6 @@ from numba import njit, prange
 from .layout import (
     ENCODING,
     HEADER_GENERATED,
-    NO_EXPIRY,
     QUOTE_COLUMNS,
     QUOTE_FIELDS,
     RECORD_LENGTH,
@@ -70,7 +69,8 @@ class _StreamState:
     header: bytes | None = None
     trailer: bytes | None = None
     quarantined: int = 0
-    extra_after_trailer: list[int] = field(default_factory=list)
+    trailer_lines: list[int] = field(default_factory=list)
+    last_record_line: int = 0  # last non-blank line (blank lines / DOS EOF after the trailer are ignored)
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,15 +327,24 @@ def _process_chunk(chunk: bytes, st: _StreamState) -> _Batch:
     mat, line_idx, bad_lines, total = _split_records(chunk)
     first_line = st.lines_seen + 1
     q_rows: list[tuple[str, int, str, str, str]] = []
+    rtype = mat[:, :2].copy().view("S2").ravel() if mat.size else np.array([], dtype="S2")
+    for i in np.flatnonzero(rtype == b"99"):
+        st.trailer = bytes(mat[i])
+        st.trailer_lines.append(first_line + int(line_idx[i]))
+    if mat.shape[0]:
+        st.last_record_line = first_line + int(line_idx[-1])
     for i, raw in bad_lines:
         text = raw.rstrip(b"\r").decode(ENCODING)
-        if text.strip() in ("", "\x1a"):  # blank line / DOS EOF marker: not a record
-            continue
-        q_rows.append(
-            (st.name, first_line + i, text[:2], f"record length {len(raw)}, expected {RECORD_LENGTH}", text)
-        )
+        line_no = first_line + i
+        if text.strip(" \x1a") == "":
+            if st.trailer_lines and line_no > st.trailer_lines[-1]:
+                continue  # blank lines / DOS EOF marker after the trailer: not records
+            reason = "blank line inside the file"
+        else:
+            st.last_record_line = max(st.last_record_line, line_no)
+            reason = f"record length {len(raw)}, expected {RECORD_LENGTH}"
+        q_rows.append((st.name, line_no, text[:2], reason, text))
 
-    rtype = mat[:, :2].copy().view("S2").ravel() if mat.size else np.array([], dtype="S2")
     is_quote = rtype == b"01"
     # Header: must be the very first line of the file.
     for i in np.flatnonzero(rtype == b"00"):
@@ -344,9 +353,6 @@ def _process_chunk(chunk: bytes, st: _StreamState) -> _Batch:
             st.header = bytes(mat[i])
         else:
             q_rows.append((st.name, line_no, "00", "header record not on the first line", _txt(mat[i])))
-    for i in np.flatnonzero(rtype == b"99"):
-        st.trailer = bytes(mat[i])
-        st.extra_after_trailer.append(first_line + int(line_idx[i]))
     other = ~is_quote & (rtype != b"00") & (rtype != b"99")
     for i in np.flatnonzero(other):
         q_rows.append(
@@ -377,26 +383,28 @@ def _txt(row: np.ndarray) -> str:
 
 def _finish(st: _StreamState, path: Path) -> tuple[dt.date | None, int]:
     """Header/trailer integrity after the last chunk; raises ``CotahistError``."""
+    if st.lines_seen == 0:
+        raise CotahistError(f"{path}: file is empty")
     if st.header is None or not st.header[2:10] == b"COTAHIST":
         raise CotahistError(f"{path}: first record is not a COTAHIST header ('00COTAHIST...')")
     if st.trailer is None:
         raise CotahistError(
             f"{path}: no trailer record ('99') — the file is truncated ({st.lines_seen} lines read)"
         )
-    last_trailer_line = st.extra_after_trailer[-1]
-    if len(st.extra_after_trailer) > 1 or last_trailer_line != st.lines_seen:
+    trailer_line = st.trailer_lines[-1]
+    if len(st.trailer_lines) > 1 or trailer_line != max(st.last_record_line, trailer_line):
         raise CotahistError(
-            f"{path}: trailer record must be the last line and appear once; found at lines "
-            f"{st.extra_after_trailer} of {st.lines_seen}"
+            f"{path}: the trailer record must be the last record and appear once; found at lines "
+            f"{st.trailer_lines}, last record on line {st.last_record_line}"
         )
     count_txt = st.trailer[TRAILER_COUNT].decode(ENCODING)
     if not count_txt.isdigit():
         raise CotahistError(f"{path}: trailer record count {count_txt!r} is not a number")
     expected = int(count_txt)
-    if expected != st.lines_seen:
+    if expected != trailer_line:
         raise CotahistError(
-            f"{path}: trailer says {expected} records (header and trailer included) but "
-            f"{st.lines_seen} were read — truncated or corrupted file"
+            f"{path}: truncated or corrupted file — expected {expected} records (the trailer's count, "
+            f"header and trailer included), found {trailer_line}"
         )
     gen = st.header[HEADER_GENERATED].decode(ENCODING)
     try:
@@ -427,7 +435,7 @@ def _collect(batches: Iterator[_Batch], st: _StreamState, path: Path) -> Cotahis
     generated, count = _finish(st, path)
     q = pd.concat(quotes, ignore_index=True) if len(quotes) > 1 else (quotes[0] if quotes else _empty_quotes())
     qq = pd.concat(quarantine, ignore_index=True) if quarantine else _quarantine_frame([])
-    return CotahistRead(st.name, q, qq, generated, count, st.lines_seen)
+    return CotahistRead(st.name, q, qq, generated, count, count)
 
 
 def iter_cotahist(

@@ -11,7 +11,7 @@ from b3quant_models.quotes import clean_quotes
 
 from ..shared.checks import pandera_check_result, pandera_check_spec, table_preview
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
-from .resources import CotahistSource
+from .resources import CotahistFiles
 
 GROUP = "ingestion"
 
@@ -33,12 +33,12 @@ GROUP = "ingestion"
     group_name=GROUP,
     compute_kind="duckdb",
 )
-def raw_quotes(context: dg.AssetExecutionContext, cotahist_source: CotahistSource):
+def raw_quotes(context: dg.AssetExecutionContext, cotahist_files: CotahistFiles):
     days = partition_days(context)
     quotes, quarantine, files = [], [], []
     for i, day in enumerate(days):
-        path = cotahist_source.daily_file(day)
-        res = read_cotahist_with_quarantine(path)
+        landed = cotahist_files.daily_file(day)
+        res = read_cotahist_with_quarantine(landed.path)
         q = res.quotes
         wrong_day = q["trade_date"] != pd.Timestamp(day)
         if wrong_day.any():
@@ -50,7 +50,15 @@ def raw_quotes(context: dg.AssetExecutionContext, cotahist_source: CotahistSourc
         qq = res.quarantine.copy()
         qq.insert(0, "partition_date", pd.Timestamp(day))
         quarantine.append(qq)
-        files.append({"day": str(day), "file": res.file, "records": res.records_read, "quarantined": len(qq)})
+        files.append(
+            {
+                "day": str(day),
+                "file": res.file,
+                "downloaded": landed.downloaded,
+                "records": res.records_read,
+                "quarantined": len(qq),
+            }
+        )
         if len(days) > 1 and (i + 1) % 25 == 0:
             context.log.info(f"read {i + 1}/{len(days)} COTAHIST files")
     raw = pd.concat(quotes, ignore_index=True)

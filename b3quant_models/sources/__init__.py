@@ -1,0 +1,73 @@
+"""External data sources: B3 COTAHIST files and the CDI risk-free rate.
+
+Plain library code (no Dagster/BentoML imports) so it can be tested against a loopback server and
+wrapped by resources elsewhere.
+"""
+
+from .cotahist_download import (
+    B3_BASE_URL,
+    CotahistDownloadError,
+    CotahistError,
+    CotahistIntegrityError,
+    CotahistNotInLandingError,
+    CotahistNotPublishedError,
+    CotahistSource,
+    LandedFile,
+    NotASessionError,
+    check_cotahist_file,
+    check_cotahist_integrity,
+    find_landing_file,
+    find_yearly_landing_file,
+)
+from .rates import (
+    RATES_FILE_NAME,
+    SGS_BASE_URL,
+    SGS_CDI_ANNUAL_252,
+    SGS_CDI_DAILY,
+    DailyRate,
+    MissingRateError,
+    RateError,
+    RateSource,
+    RateSourceError,
+    cdi_to_continuous,
+    continuous_to_cdi,
+    di_discount_factor,
+    fetch_cdi_sgs,
+    rate_for_day,
+    rates_for_days,
+    read_rates_file,
+    write_rates_file,
+)
+
+__all__ = [
+    "B3_BASE_URL",
+    "RATES_FILE_NAME",
+    "SGS_BASE_URL",
+    "SGS_CDI_ANNUAL_252",
+    "SGS_CDI_DAILY",
+    "CotahistDownloadError",
+    "CotahistError",
+    "CotahistIntegrityError",
+    "CotahistNotInLandingError",
+    "CotahistNotPublishedError",
+    "CotahistSource",
+    "DailyRate",
+    "LandedFile",
+    "MissingRateError",
+    "NotASessionError",
+    "RateError",
+    "RateSource",
+    "RateSourceError",
+    "cdi_to_continuous",
+    "check_cotahist_file",
+    "check_cotahist_integrity",
+    "continuous_to_cdi",
+    "di_discount_factor",
+    "fetch_cdi_sgs",
+    "find_landing_file",
+    "find_yearly_landing_file",
+    "rate_for_day",
+    "rates_for_days",
+    "read_rates_file",
+    "write_rates_file",
+]
