@@ -1,0 +1,166 @@
+"""``b3q``: the command line. ``b3q demo`` runs the whole platform on the sample market, offline.
+
+Subcommands:
+  demo           generate the sample market (if absent) and materialize every asset over it
+  sample-market  write the simulated COTAHIST files, CDI rates and ground truth to a folder
+  read           read one COTAHIST file (.TXT/.ZIP) and print a summary and its quarantine
+  load           stream a COTAHIST file (e.g. a 1 GB yearly one) into a DuckDB database
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _progress(label: str):
+    """A one-line progress printer for long loops (stderr, rewritten in place on a terminal)."""
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done != total and now - last[0] < (0.2 if tty else 5.0):
+            return
+        last[0] = now
+        msg = f"{label}: {done}/{total} ({100 * done / max(total, 1):.0f}%)"
+        print(("\r" + msg) if tty else msg, end="\n" if (done == total or not tty) else "", file=sys.stderr)
+
+    return report
+
+
+def _set_env(data_dir: str | None) -> Path:
+    """Point every component at one data folder and the project's Dagster instance."""
+    if data_dir:
+        os.environ["B3Q_DATA_DIR"] = str(Path(data_dir).resolve())
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    from b3quant_assets.defs.shared.resources import data_dir as _data_dir
+
+    return _data_dir()
+
+
+def _sample_config(args: argparse.Namespace):
+    from b3quant_models.sample_market import SampleMarketConfig
+
+    kwargs = {"seed": args.seed, "n_days": args.days}
+    if args.underlyings is not None:
+        kwargs["n_underlyings"] = args.underlyings
+    if args.start:
+        kwargs["start"] = dt.date.fromisoformat(args.start)
+    return SampleMarketConfig(**kwargs)
+
+
+def cmd_sample_market(args: argparse.Namespace) -> int:
+    from b3quant_models.sample_market import generate_sample_market
+
+    out = Path(args.out)
+    t = time.perf_counter()
+    manifest = generate_sample_market(out, _sample_config(args), progress=_progress("sample market"))
+    print(f"wrote {len(manifest.files)} COTAHIST files and ground truth to {out} in {time.perf_counter() - t:.1f} s")
+    return 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from b3quant_models.cotahist import read_cotahist_with_quarantine
+
+    res = read_cotahist_with_quarantine(args.file)
+    q = res.quotes
+    print(f"{res.file}: {len(q):,} quotes, {len(res.quarantine)} quarantined, trailer count {res.trailer_count}")
+    print(q["market_type"].value_counts().rename_axis("market_type").to_frame("rows").T.to_string())
+    with pd.option_context("display.width", 160, "display.max_columns", 12):
+        print(q.head(args.head).to_string())
+        if len(res.quarantine):
+            print("\nquarantine:")
+            print(res.quarantine[["line_number", "reason"]].head(20).to_string(index=False))
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from b3quant_models.storage import load_cotahist_into_duckdb
+
+    t = time.perf_counter()
+    with duckdb.connect(args.db) as con:
+        n, nq = load_cotahist_into_duckdb(args.file, con, table=args.table)
+    print(f"loaded {n:,} quotes ({nq} quarantined) into {args.db}:{args.table} in {time.perf_counter() - t:.1f} s")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    data = _set_env(args.data_dir)
+    from b3quant_models.sample_market import generate_sample_market, is_generated
+
+    landing = Path(os.environ.get("B3Q_LANDING_DIR", data / "landing"))
+    config = _sample_config(args)
+    t0 = time.perf_counter()
+    if args.fresh or not is_generated(landing, config):
+        print(f"[1/2] generating the sample market into {landing} (seed {config.seed}, {config.n_days} sessions)")
+        manifest = generate_sample_market(landing, config, progress=_progress("sample market"))
+    else:
+        from b3quant_models.sample_market import load_manifest
+
+        manifest = load_manifest(landing)
+        print(f"[1/2] sample market already in {landing} (seed {config.seed}); use --fresh to regenerate")
+    first, last = manifest.first_day, manifest.last_day
+
+    from b3quant_assets.demo import run_demo
+
+    print(f"[2/2] materializing every asset for {first}..{last} ({len(manifest.files)} trading days)")
+    summary = run_demo(first, last)
+    print(summary.render())
+    print(f"done in {time.perf_counter() - t0:.0f} s. DuckDB: {summary.database}")
+    print("Browse it: DAGSTER_HOME=$PWD/dagster_home uv run dagster dev   (then open http://127.0.0.1:3000)")
+    return 0 if summary.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="b3q", description="b3quant-ml: B3 options data platform")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def market_opts(p: argparse.ArgumentParser, days: int) -> None:
+        p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+        p.add_argument("--days", type=int, default=days, help=f"number of B3 sessions (default {days})")
+        p.add_argument("--underlyings", type=int, default=None, help="number of underlyings (default 6)")
+        p.add_argument("--start", default=None, help="first session, YYYY-MM-DD (default 2025-01-02)")
+
+    d = sub.add_parser("demo", help="run the whole platform on the sample market (no network)")
+    market_opts(d, 250)
+    d.add_argument("--data-dir", default=None, help="data folder (default $B3Q_DATA_DIR or ./data)")
+    d.add_argument("--fresh", action="store_true", help="regenerate the sample market even if present")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("sample-market", help="write the simulated B3 market to a folder")
+    market_opts(s, 250)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_sample_market)
+
+    r = sub.add_parser("read", help="read a COTAHIST file and print a summary")
+    r.add_argument("file")
+    r.add_argument("--head", type=int, default=5)
+    r.set_defaults(func=cmd_read)
+
+    lo = sub.add_parser("load", help="stream a COTAHIST file into DuckDB (bounded memory)")
+    lo.add_argument("file")
+    lo.add_argument("--db", required=True)
+    lo.add_argument("--table", default="raw_quotes")
+    lo.set_defaults(func=cmd_load)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
