@@ -61,7 +61,8 @@ def run_demo(first: dt.date, last: dt.date, defs: dg.Definitions | None = None) 
     checks, failures = [], []
     for r in results:
         checks += [(c.asset_key.to_user_string(), c.check_name, c.passed) for c in r.get_asset_check_evaluations()]
-        failures += [f"{e.step_key}: {e.event_specific_data.error.message.strip()}" for e in r.get_step_failure_events()]
+        for e in r.get_step_failure_events():
+            failures.append(f"{e.step_key}: {e.event_specific_data.error.message.strip()}")
     db = default_duckdb_path()
     tables: dict[str, int] = {}
     with duckdb.connect(db, read_only=True) as con:

@@ -139,3 +139,65 @@ QUOTE_REJECTS = pa.DataFrameSchema(
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
     s.name: s for s in (RAW_QUOTES, UNDERLYING_QUOTES, OPTION_QUOTES, QUARANTINE, QUOTE_REJECTS)
 }
+
+RISK_FREE_RATE = pa.DataFrameSchema(
+    {
+        "trade_date": Column("datetime64[ns]", unique=True),
+        "cdi_annual": Column(float, Check.in_range(-0.05, 1.0)),
+        "r_cont": Column(float, Check.in_range(-0.06, 0.7)),
+        "source": Column(str),
+    },
+    strict=True,
+    name="risk_free_rate",
+    description="CDI (annual, 252-day basis, decimal) and r_cont = ln(1 + CDI) per trading day.",
+)
+
+_GREEK = Column(float, nullable=True)
+OPTION_IV = pa.DataFrameSchema(
+    {
+        "trade_date": Column("datetime64[ns]"),
+        "ticker": Column(str),
+        "underlying_isin": Column(str),
+        "underlying_ticker": Column(str, nullable=True),
+        "option_type": Column(str, Check.isin(["call", "put"])),
+        "strike": Column(float, Check.gt(0)),
+        "expiry": Column("datetime64[ns]"),
+        "spot": Column(float, Check.gt(0), nullable=True),
+        "bdays": Column("int64", Check.ge(0)),
+        "t": Column(float, Check.ge(0)),
+        "r": Column(float),
+        "forward": Column(float, Check.gt(0), nullable=True),
+        "k": Column(float, nullable=True),
+        "price_close": Column(float, Check.gt(0), nullable=True),
+        "price_mid": Column(float, Check.gt(0), nullable=True),
+        "iv_close": Column(float, Check.in_range(0, 20), nullable=True),
+        "iv_mid": Column(float, Check.in_range(0, 20), nullable=True),
+        "iv": Column(float, Check.in_range(0, 20), nullable=True),
+        "iv_source": Column(str, Check.isin(["mid", "close"]), nullable=True),
+        "iv_reason": Column(str),
+        "delta": Column(float, Check.in_range(-1, 1), nullable=True),
+        "gamma": _GREEK,
+        "vega": _GREEK,
+        "theta": _GREEK,
+        "rho": _GREEK,
+        "trades": Column("int64", Check.ge(0)),
+        "quantity": Column("int64", Check.ge(0)),
+        "volume": Column(float, Check.ge(0)),
+        "best_bid": Column(float, Check.ge(0)),
+        "best_ask": Column(float, Check.ge(0)),
+        "surface_eligible": Column(bool),
+        "surface_reason": Column(str),
+    },
+    checks=[
+        Check(
+            lambda df: df["iv"].notna() == (df["iv_reason"] == "ok"),
+            name="iv_iff_ok",
+            error="a row has an IV exactly when its reason is 'ok'",
+        )
+    ],
+    unique=["trade_date", "ticker"],
+    strict=True,
+    name="option_iv",
+    description="Per-option IV (mid preferred when tight, else close), Greeks and a reason per row.",
+)
+SCHEMAS.update({s.name: s for s in (RISK_FREE_RATE, OPTION_IV)})

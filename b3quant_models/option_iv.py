@@ -1,0 +1,130 @@
+"""Per-option implied volatility and Greeks for one or more trading days (the ``option_iv`` table).
+
+Conventions (see docs/pricing.md): European BSM with q = 0 (B3 lowers strikes for dividends, so
+early exercise of calls is rarely optimal), time = B3 business days / 252, continuous rate
+r = ln(1 + CDI_252), strike = that day's PREEXE. The close is an unsynchronized last trade, so the
+bid/ask mid is preferred when both sides exist, the spread is tight and the mid gives a valid IV.
+
+Every row keeps a reason: ``ok`` or why no usable IV exists (index option, no underlying quote,
+expires today, no price, min-tick price, or the solver's own reason such as below_intrinsic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .calendar import DAYS_PER_YEAR, business_days
+from .pricing import IVReason, greeks, implied_vol_with_reason
+
+MIN_TICK = 0.01
+MIN_SURFACE_BDAYS = 5  # shorter series are priced but kept out of surface fits (pin risk, noise)
+MAX_SURFACE_ABS_K = 0.5
+MAX_TIGHT_SPREAD_TICKS = 2  # a spread of up to 2 ticks, or
+MAX_TIGHT_SPREAD_REL = 0.2  # up to 20% of the mid, counts as tight
+
+OPTION_IV_COLUMNS = [
+    "trade_date", "ticker", "underlying_isin", "underlying_ticker", "option_type", "strike", "expiry",
+    "spot", "bdays", "t", "r", "forward", "k",
+    "price_close", "price_mid", "iv_close", "iv_mid", "iv", "iv_source", "iv_reason",
+    "delta", "gamma", "vega", "theta", "rho",
+    "trades", "quantity", "volume", "best_bid", "best_ask", "surface_eligible", "surface_reason",
+]  # fmt: skip
+
+
+def _solve(price: np.ndarray, spot, strike, t, r, is_call) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(price) & (price > 0)
+    iv = np.full(price.shape, np.nan)
+    reason = np.full(price.shape, "no_price", dtype=object)
+    if ok.any():
+        v, code = implied_vol_with_reason(price[ok], spot[ok], strike[ok], t[ok], r[ok], is_call[ok])
+        iv[ok] = v
+        reason[ok] = IVReason.labels(code)
+    return iv, reason
+
+
+def compute_option_iv(options: pd.DataFrame, underlyings: pd.DataFrame, rates: pd.DataFrame) -> pd.DataFrame:
+    """Join options to their underlying's close (by ISIN) and the day's rate; solve IVs and Greeks.
+
+    ``rates`` has one row per trade day with ``date`` and ``r_cont``; a trade day without a rate
+    raises (a silently wrong discount rate would corrupt every IV of the day).
+    """
+    spot = underlyings[["trade_date", "isin", "close"]].rename(columns={"isin": "underlying_isin", "close": "spot"})
+    df = options.merge(spot, on=["trade_date", "underlying_isin"], how="left")
+    rr = rates[["date", "r_cont"]].rename(columns={"date": "trade_date", "r_cont": "r"})
+    rr = rr.assign(trade_date=pd.to_datetime(rr["trade_date"]))
+    df = df.merge(rr, on="trade_date", how="left")
+    missing = df.loc[df["r"].isna(), "trade_date"].dt.date.unique()
+    if len(missing):
+        raise ValueError(f"no risk-free rate for trade day(s) {sorted(missing)[:5]}: cannot compute IVs")
+
+    td = df["trade_date"].to_numpy("datetime64[D]")
+    ex = df["expiry"].to_numpy("datetime64[D]")
+    df["bdays"] = business_days(td, ex) if len(df) else np.array([], dtype=np.int64)
+    df["t"] = df["bdays"] / DAYS_PER_YEAR
+    s, k_, t, r = (df[c].to_numpy(float) for c in ("spot", "strike", "t", "r"))
+    is_call = (df["option_type"] == "call").to_numpy()
+    df["forward"] = s * np.exp(r * t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df["k"] = np.log(k_ / df["forward"].to_numpy())
+
+    close = np.where(df["trades"].to_numpy() > 0, df["close"].to_numpy(float), np.nan)
+    bid, ask = df["best_bid"].to_numpy(float), df["best_ask"].to_numpy(float)
+    mid = np.where((bid > 0) & (ask > 0) & (ask >= bid), 0.5 * (bid + ask), np.nan)
+    df["price_close"], df["price_mid"] = close, mid
+    iv_c, why_c = _solve(close, s, k_, t, r, is_call)
+    iv_m, why_m = _solve(mid, s, k_, t, r, is_call)
+    df["iv_close"], df["iv_mid"] = iv_c, iv_m
+    # A wide book's mid is no better than a stale trade: prefer the mid only when the spread is tight.
+    tight = (ask - bid) <= np.maximum(MAX_TIGHT_SPREAD_TICKS * MIN_TICK, MAX_TIGHT_SPREAD_REL * mid)
+    use_mid = np.isfinite(iv_m) & (tight | ~np.isfinite(iv_c))
+    use_close = ~use_mid & np.isfinite(iv_c)
+    df["iv"] = np.where(use_mid, iv_m, iv_c)
+    df["iv_source"] = np.where(use_mid, "mid", np.where(use_close, "close", None))
+
+    # Reason precedence (last assignment wins): solver < price problems < structural problems.
+    reason = np.where(np.isfinite(close), why_c, why_m).astype(object)
+    reason[use_mid | use_close] = "ok"
+    quoted = np.where(np.isfinite(mid), mid, close)
+    reason[quoted <= MIN_TICK + 1e-12] = "min_tick_price"  # a 0.01 premium pins no volatility
+    reason[~np.isfinite(quoted)] = "no_price"
+    reason[df["bdays"].to_numpy() <= 0] = "expires_today"
+    reason[df["spot"].isna().to_numpy()] = "no_underlying_quote"
+    reason[df["is_index_option"].to_numpy(bool)] = "index_option"
+    df["iv_reason"] = reason
+    bad = reason != "ok"
+    df.loc[bad, "iv"] = np.nan
+    df.loc[bad, "iv_source"] = None
+
+    g = greeks(s, k_, t, r, df["iv"].to_numpy(float), is_call)
+    for name in ("delta", "gamma", "vega", "theta", "rho"):
+        df[name] = np.where(bad, np.nan, g[name])
+
+    otm = np.where(is_call, df["k"].to_numpy() >= 0, df["k"].to_numpy() < 0)
+    sreason = np.full(len(df), "ok", dtype=object)
+    sreason[np.abs(df["k"].to_numpy()) > MAX_SURFACE_ABS_K] = f"|k| > {MAX_SURFACE_ABS_K}"
+    sreason[~otm] = "in the money (surfaces use OTM quotes)"
+    sreason[df["bdays"].to_numpy() < MIN_SURFACE_BDAYS] = f"fewer than {MIN_SURFACE_BDAYS} business days"
+    sreason[bad] = "no valid IV"
+    df["surface_eligible"] = sreason == "ok"
+    df["surface_reason"] = sreason
+    df["iv_source"] = df["iv_source"].astype(object)
+    return df[OPTION_IV_COLUMNS].reset_index(drop=True)
+
+
+def surface_quotes(option_iv: pd.DataFrame) -> pd.DataFrame:
+    """The surface fitter's input: eligible OTM quotes, vega-weighted."""
+    q = option_iv[option_iv["surface_eligible"]]
+    return pd.DataFrame(
+        {
+            "trade_date": q["trade_date"],
+            "underlying": q["underlying_ticker"],
+            "expiry": q["expiry"],
+            "t": q["t"],
+            "k": q["k"],
+            "iv": q["iv"],
+            "weight": q["vega"].clip(lower=1e-8),
+            "is_call": q["option_type"] == "call",
+            "forward": q["forward"],
+        }
+    ).reset_index(drop=True)
