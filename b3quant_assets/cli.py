@@ -47,11 +47,13 @@ def _set_env(data_dir: str | None) -> Path:
 
 
 def _sample_config(args: argparse.Namespace):
-    from b3quant_models.sample_market import SampleMarketConfig
+    from b3quant_models.sample_market import DEFAULT_UNDERLYINGS, SampleMarketConfig
 
     kwargs = {"seed": args.seed, "n_days": args.days}
     if args.underlyings is not None:
-        kwargs["n_underlyings"] = args.underlyings
+        if not 1 <= args.underlyings <= len(DEFAULT_UNDERLYINGS):
+            raise SystemExit(f"--underlyings must be between 1 and {len(DEFAULT_UNDERLYINGS)}")
+        kwargs["underlyings"] = tuple(DEFAULT_UNDERLYINGS[: args.underlyings])
     if args.start:
         kwargs["start"] = dt.date.fromisoformat(args.start)
     return SampleMarketConfig(**kwargs)
@@ -63,7 +65,8 @@ def cmd_sample_market(args: argparse.Namespace) -> int:
     out = Path(args.out)
     t = time.perf_counter()
     manifest = generate_sample_market(out, _sample_config(args), progress=_progress("sample market"))
-    print(f"wrote {len(manifest.files)} COTAHIST files and ground truth to {out} in {time.perf_counter() - t:.1f} s")
+    n = len(manifest.cotahist_files)
+    print(f"wrote {n} COTAHIST files, cdi.csv and ground truth to {out} in {time.perf_counter() - t:.1f} s")
     return 0
 
 
@@ -98,7 +101,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     data = _set_env(args.data_dir)
-    from b3quant_models.sample_market import generate_sample_market, is_generated
+    from b3quant_models.sample_market import SampleMarketManifest, generate_sample_market, is_generated
 
     landing = Path(os.environ.get("B3Q_LANDING_DIR", data / "landing"))
     config = _sample_config(args)
@@ -107,15 +110,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"[1/2] generating the sample market into {landing} (seed {config.seed}, {config.n_days} sessions)")
         manifest = generate_sample_market(landing, config, progress=_progress("sample market"))
     else:
-        from b3quant_models.sample_market import load_manifest
-
-        manifest = load_manifest(landing)
+        manifest = SampleMarketManifest.load(landing)
         print(f"[1/2] sample market already in {landing} (seed {config.seed}); use --fresh to regenerate")
-    first, last = manifest.first_day, manifest.last_day
+    first, last = manifest.start, manifest.end
 
     from b3quant_assets.demo import run_demo
 
-    print(f"[2/2] materializing every asset for {first}..{last} ({len(manifest.files)} trading days)")
+    print(f"[2/2] materializing every asset for {first}..{last} ({manifest.n_sessions} trading days)")
     summary = run_demo(first, last)
     print(summary.render())
     print(f"done in {time.perf_counter() - t0:.0f} s. DuckDB: {summary.database}")

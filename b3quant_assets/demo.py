@@ -42,7 +42,9 @@ def partitioned_and_global_assets(defs: dg.Definitions):
     return part, glob
 
 
-def run_demo(first: dt.date, last: dt.date, defs: dg.Definitions | None = None) -> DemoSummary:
+def run_demo(
+    first: dt.date, last: dt.date, defs: dg.Definitions | None = None, log_level: str = "INFO"
+) -> DemoSummary:
     if defs is None:
         from b3quant_assets.definitions import defs as loaded
 
@@ -53,10 +55,12 @@ def run_demo(first: dt.date, last: dt.date, defs: dg.Definitions | None = None) 
     instance = dg.DagsterInstance.get()
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()}
-    res = job.execute_in_process(instance=instance, asset_selection=part, tags=tags, raise_on_error=False)
+    quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    run = dict(instance=instance, run_config=quiet, raise_on_error=False)
+    res = job.execute_in_process(asset_selection=part, tags=tags, **run)
     results = [res]
     if res.success and glob:
-        results.append(job.execute_in_process(instance=instance, asset_selection=glob, raise_on_error=False))
+        results.append(job.execute_in_process(asset_selection=glob, **run))
     ok = all(r.success for r in results)
     checks, failures = [], []
     for r in results:

@@ -99,8 +99,11 @@ def write_cotahist(
     if zip_it:
         target = path.with_suffix(".ZIP")
         buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            z.writestr(path.with_suffix(".TXT").name, text)
+        # Stamp the member with the file's date, not "now", so the same data gives the same bytes.
+        info = zipfile.ZipInfo(path.with_suffix(".TXT").name, date_time=(*generated.timetuple()[:3], 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr(info, text)
         data = buf.getvalue()
     else:
         target, data = path, text

@@ -1,0 +1,125 @@
+"""Surface assets: per-day SVI/SSVI fits with arbitrage checks, and the fixed tenor × delta grid."""
+
+import base64
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from b3quant_models.option_iv import surface_quotes
+from b3quant_models.surface import butterfly_violations, calendar_violations, fit_surfaces, plot_surface, surface_grid
+
+from ..shared.partitions import single_run_backfill, trading_day_partitions
+from ..shared.resources import data_dir
+from .assets import GROUP
+
+MAX_PLOTS_IN_METADATA = 6  # the last day's plots, inline; every plot is also written to data/plots
+
+
+def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate per-day frames with ``trade_date`` as the first column (empty-safe)."""
+    if not frames:
+        return pd.DataFrame({"trade_date": pd.Series(dtype="datetime64[ns]")})
+    df = pd.concat(frames, ignore_index=True)
+    return df[["trade_date", *[c for c in df.columns if c != "trade_date"]]]
+
+
+def _by_day(df: pd.DataFrame):
+    for day, g in df.groupby("trade_date", sort=True):
+        yield pd.Timestamp(day), g
+
+
+@dg.multi_asset(
+    outs={
+        "iv_surface": dg.AssetOut(
+            metadata={"partition_expr": "trade_date"},
+            description="Raw-SVI (or SSVI) parameters per underlying × expiry × day, fit RMSE in vol points, "
+            "quotes used; slices with too few quotes are reported with a reason, not fitted.",
+        ),
+        "surface_arbitrage": dg.AssetOut(
+            metadata={"partition_expr": "trade_date"},
+            description="Butterfly/calendar arbitrage found in the raw fits and what remains after repair.",
+        ),
+    },
+    partitions_def=trading_day_partitions,
+    backfill_policy=single_run_backfill,
+    check_specs=[
+        dg.AssetCheckSpec("no_butterfly_arbitrage", asset="iv_surface", description="g(k) >= 0 on a dense k-grid"),
+        dg.AssetCheckSpec(
+            "no_calendar_arbitrage", asset="iv_surface", description="total variance non-decreasing in maturity"
+        ),
+    ],
+    group_name=GROUP,
+    compute_kind="scipy",
+)
+def iv_surface(context: dg.AssetExecutionContext, option_iv: pd.DataFrame):
+    quotes = surface_quotes(option_iv)
+    params, violations = [], []
+    for day, q in _by_day(quotes):
+        fit = fit_surfaces(q)
+        params.append(fit.params.assign(trade_date=day))
+        violations.append(fit.violations.assign(trade_date=day))
+    p, v = _stack(params), _stack(violations)
+    fitted = p[p["status"] == "ok"] if len(p) else p
+    status = p["status"].value_counts().rename_axis("status").reset_index(name="slices") if len(p) else p
+    yield dg.Output(
+        p,
+        output_name="iv_surface",
+        metadata={
+            "slices": len(p),
+            "fitted_slices": len(fitted),
+            "median_rmse_vol_pts": float(fitted["rmse_vol_pts"].median()) if len(fitted) else float("nan"),
+            "repaired_slices": int(p["repaired"].sum()) if len(p) else 0,
+            "status": dg.MetadataValue.md(status.to_markdown(index=False) if len(status) else "_none_"),
+        },
+    )
+    yield dg.Output(v, output_name="surface_arbitrage", metadata={"findings": len(v)})
+    checks = (("no_butterfly_arbitrage", butterfly_violations), ("no_calendar_arbitrage", calendar_violations))
+    for name, finder in checks:
+        found = _stack([finder(g[g["status"] == "ok"]).assign(trade_date=d) for d, g in _by_day(p)])
+        yield dg.AssetCheckResult(
+            asset_key="iv_surface",
+            check_name=name,
+            passed=len(found) == 0,
+            metadata={
+                "violations": len(found),
+                "sample": dg.MetadataValue.md(found.head(10).to_markdown(index=False) if len(found) else "_none_"),
+            },
+        )
+
+
+@dg.asset(
+    partitions_def=trading_day_partitions,
+    backfill_policy=single_run_backfill,
+    metadata={"partition_expr": "trade_date"},
+    group_name=GROUP,
+    compute_kind="numpy",
+)
+def surface_grid_points(context: dg.AssetExecutionContext, iv_surface: pd.DataFrame, option_iv: pd.DataFrame):
+    """Each underlying's surface on a fixed tenor (21/42/63/126/252 business days) × call-delta grid —
+    the fixed-shape "image" sequence and vision models consume; extrapolated points are flagged."""
+    grids, plots = [], {}
+    quotes = surface_quotes(option_iv)
+    plot_dir = data_dir() / "plots"
+    days = sorted(iv_surface["trade_date"].unique()) if len(iv_surface) else []
+    for day, p in _by_day(iv_surface):
+        g = surface_grid(p[p["status"] == "ok"]).assign(trade_date=day)
+        grids.append(g)
+        if day == days[-1]:
+            q = quotes[quotes["trade_date"] == day]
+            for und in sorted(p["underlying"].unique())[:MAX_PLOTS_IN_METADATA]:
+                png = plot_surface(q, p, g, und, date=day.date())
+                path = Path(plot_dir, f"{day.date()}", f"{und}.png")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(png)
+                plots[und] = (png, path)
+    grid = _stack(grids)
+    meta: dict = {
+        "points": len(grid),
+        "extrapolated_share": float(grid["extrapolated"].mean()) if len(grid) else 0.0,
+    }
+    for und, (png, path) in plots.items():
+        b64 = base64.b64encode(png).decode()
+        meta[f"surface_{und}"] = dg.MetadataValue.md(f"![{und}](data:image/png;base64,{b64})")
+        meta[f"surface_{und}_file"] = dg.MetadataValue.path(str(path))
+    return dg.Output(grid, metadata=meta)
