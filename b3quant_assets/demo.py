@@ -69,7 +69,7 @@ def run_demo(
             failures.append(f"{e.step_key}: {e.event_specific_data.error.message.strip()}")
     db = default_duckdb_path()
     tables: dict[str, int] = {}
-    with duckdb.connect(db, read_only=True) as con:
+    with duckdb.connect(db) as con:  # same config as the IO manager's, which may still hold a handle
         for (name,) in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'b3' ORDER BY table_name"
         ).fetchall():

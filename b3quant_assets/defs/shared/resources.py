@@ -59,7 +59,13 @@ class B3DuckDBIOManager(DuckDBIOManager):
         return pd.DataFrame
 
 
+SCHEMA = "b3"
+
+
 def duckdb_io_manager(database: str | None = None) -> B3DuckDBIOManager:
     path = database or default_duckdb_path()
+    if Path(path).stem == SCHEMA:
+        # DuckDB names the catalog after the file: "b3.duckdb" would make every "b3.table" ambiguous.
+        raise ValueError(f"DuckDB file {path!r}: choose a file name other than '{SCHEMA}.duckdb' (clashes with schema)")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return B3DuckDBIOManager(database=path, schema="b3")
+    return B3DuckDBIOManager(database=path, schema=SCHEMA)
