@@ -95,3 +95,31 @@ def test_missing_file_fails_with_clear_message(tmp_path: Path) -> None:
     assert not res.success
     msg = str(res.get_step_failure_events()[0].event_specific_data.error)
     assert "COTAHIST_D04012016.TXT" in msg and "landing folder" in msg and "b3q sample-market" in msg
+
+
+def test_b3_mode_downloads_the_partition_from_a_loopback_server(tmp_path: Path, real_daily_file: Path) -> None:
+    import io
+    import zipfile
+
+    from b3quant_models.sources.http_testing import CannedResponse, LoopbackServer, block_non_loopback
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.write(real_daily_file, real_daily_file.name)
+    landing, db = tmp_path / "landing", tmp_path / "t.duckdb"
+    with block_non_loopback(), LoopbackServer() as server:
+        server.routes["/COTAHIST_D04012016.ZIP"] = CannedResponse(body=buf.getvalue())
+        res = dg.materialize(
+            ASSETS,
+            partition_key="2016-01-04",
+            resources={
+                "cotahist_files": CotahistFiles(
+                    mode="b3", landing_dir=str(landing), base_url=server.base_url, max_retries=1
+                ),
+                "io_manager": duckdb_io_manager(str(db)),
+            },
+        )
+        assert server.hits("/COTAHIST_D04012016.ZIP") == 1
+    assert res.success
+    assert (landing / "COTAHIST_D04012016.ZIP").exists()
+    assert _count(db, "raw_quotes") == 1743

@@ -253,7 +253,7 @@ class CotahistSource:
         if not force_download:
             found = find_landing_file(self.landing_dir, day)
             if found is not None:
-                logger.info("COTAHIST for %s found in landing: %s", day, found)
+                logger.debug("COTAHIST for %s found in landing: %s", day, found)
                 return LandedFile(found, downloaded=False)
         if self.offline:
             raise CotahistNotInLandingError(
