@@ -5,15 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from .cotahist.reader import iter_cotahist
 
 
-def _append(con: duckdb.DuckDBPyConnection, name: str, df) -> None:
+def typed_select(df: pd.DataFrame, relation: str) -> str:
+    """``SELECT`` of a registered DataFrame with object columns cast to VARCHAR.
+
+    DuckDB types an empty (or all-null) object column as NULL, so a table created from an empty
+    first batch would reject every later string; casting keeps the schema stable.
+    """
+    casts = [f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in df.columns if df[c].dtype == object]
+    return f"SELECT * REPLACE ({', '.join(casts)}) FROM {relation}" if casts else f"SELECT * FROM {relation}"
+
+
+def _append(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame) -> None:
     con.register("_batch", df)
     try:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _batch LIMIT 0")
-        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _batch")
+        select = typed_select(df, "_batch")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} AS {select} LIMIT 0")
+        con.execute(f"INSERT INTO {name} BY NAME {select}")
     finally:
         con.unregister("_batch")
 

@@ -12,6 +12,8 @@ from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
+from b3quant_models.storage import typed_select
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -36,8 +38,7 @@ class TypedDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
     """
 
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
-        casts = [f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in obj.columns if obj[c].dtype == object]
-        select = f"SELECT * REPLACE ({', '.join(casts)}) FROM obj" if casts else "SELECT * FROM obj"
+        select = typed_select(obj, "obj")
         table = f"{table_slice.schema}.{table_slice.table}"
         connection.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select} LIMIT 0")
         connection.execute(f"INSERT INTO {table} BY NAME {select}")
