@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import platform
-import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +28,9 @@ from b3quant_models.pricing import IVReason, bs_price, forward, implied_vol_with
 N_OPTIONS = 100_000
 N_SUBSAMPLE = 2_000
 R_B3 = math.log(1.1413)  # DI ~14.13 % a.a. (252) as a continuous rate
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import write_section  # noqa: E402
+
 SECTION = "## Implied volatility vs b3quant 0.1.18, vollib and QuantLib"
 
 
@@ -176,12 +178,7 @@ def main() -> None:
     text = "\n".join([header, "", *lines, "", *notes])
     print(text)
     if args.write_docs:
-        doc = DOCS.read_text()
-        pattern = re.compile(rf"({re.escape(SECTION)}\n\n)(.*?)(\n## |\Z)", re.S)
-        if not pattern.search(doc):
-            raise SystemExit(f"section {SECTION!r} not found in {DOCS}")
-        DOCS.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(3), doc, count=1))
-        print(f"\nwrote {DOCS}")
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

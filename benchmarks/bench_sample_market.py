@@ -14,7 +14,7 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +26,9 @@ from b3quant_models.sample_market import (
     simulate_market,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import write_section
+
 SECTION = "## Sample market generation"
 
 
@@ -79,12 +81,7 @@ def main() -> None:
     text = "\n".join([header, "", *lines])
     print(text)
     if args.write_docs:
-        doc = DOCS.read_text()
-        pattern = re.compile(rf"({re.escape(SECTION)}\n\n)(.*?)(\n## |\Z)", re.S)
-        if not pattern.search(doc):
-            raise SystemExit(f"section {SECTION!r} not found in {DOCS}")
-        DOCS.write_text(pattern.sub(lambda mt: mt.group(1) + text + "\n" + mt.group(3), doc, count=1))
-        print(f"\nwrote {DOCS}")
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,162 @@
+"""The common model interface: every forecaster (baselines, trees, later torch models) looks the same
+to the training asset, a stacking ensemble and the BentoML service.
+
+Contract: ``fit(X, y)`` takes the feature frame and the next-day IV *level*; ``predict(X)`` returns the
+next-day IV *level*. Learned models fit the *change* ``y − X['iv']`` internally: the level is ~99%
+explained by today's IV, so regressing the change lets trees spend their capacity on what moves, and
+a model that learns nothing degrades gracefully to persistence instead of to a coarse level grid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+MODEL_FORMAT_VERSION = "1"
+METADATA_FILE = "metadata.json"
+ANCHOR = "iv"  # today's IV; the persistence forecast and the base the change is added to
+_NOT_FEATURES = frozenset({
+    "trade_date", "target_date", "ticker", "underlying_ticker", "underlying_isin", "option_type", "expiry",
+    "strike", "iv_next", "iv_change", "fold",
+})
+
+
+def default_features(X: pd.DataFrame) -> list[str]:
+    """Numeric columns of X that are not identifiers or targets (used when no feature list is given)."""
+    return [c for c in X.columns if c not in _NOT_FEATURES and pd.api.types.is_numeric_dtype(X[c])]
+
+
+def _as_array(y: Any) -> np.ndarray:
+    return np.asarray(y, dtype=float).reshape(-1)
+
+
+class ForecastModel(ABC):
+    """Next-day IV forecaster. Subclasses implement ``_fit_change``, ``_predict_change``, ``_save``, ``_load``."""
+
+    name: ClassVar[str] = "base"
+    target_mode: ClassVar[str] = "change"
+
+    def __init__(
+        self, params: dict[str, Any] | None = None, *, features: Sequence[str] | None = None, seed: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        self.params: dict[str, Any] = {**self.default_params(), **(params or {})}
+        self.features: list[str] | None = list(features) if features is not None else None
+        self.seed = int(seed)
+        self.n_jobs = int(n_jobs)
+        self.train_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def suggest_params(cls, trial: Any) -> dict[str, Any]:
+        """Optuna search space; models without hyper-parameters return {}."""
+        return {}
+
+    @abstractmethod
+    def _fit_change(self, X: pd.DataFrame, dy: np.ndarray, X_val: pd.DataFrame | None,
+                    dy_val: np.ndarray | None) -> None: ...
+
+    @abstractmethod
+    def _predict_change(self, X: pd.DataFrame) -> np.ndarray: ...
+
+    def _save(self, directory: Path) -> None:  # noqa: B027 - optional hook
+        """Write the fitted state (beyond metadata.json) into ``directory``."""
+
+    def _load(self, directory: Path) -> None:  # noqa: B027 - optional hook
+        """Restore the fitted state written by ``_save``."""
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X: pd.DataFrame, y: Any, *, X_val: pd.DataFrame | None = None, y_val: Any = None) -> Self:
+        """Fit on next-day IV levels ``y``; ``X_val``/``y_val`` (optional) enable early stopping."""
+        if self.features is None:
+            self.features = default_features(X)
+        if ANCHOR not in X.columns:
+            raise KeyError(f"X needs the '{ANCHOR}' column (today's IV)")
+        y = _as_array(y)
+        if len(y) != len(X):
+            raise ValueError(f"len(y)={len(y)} != len(X)={len(X)}")
+        dy = y - X[ANCHOR].to_numpy(float)
+        dy_val = None
+        if X_val is not None and y_val is not None:
+            dy_val = _as_array(y_val) - X_val[ANCHOR].to_numpy(float)
+        self._fit_change(X, dy, X_val if dy_val is not None else None, dy_val)
+        self.train_info = {
+            "n_train": len(X),
+            "n_val": 0 if X_val is None else len(X_val),
+            "fitted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        if "trade_date" in X.columns and len(X):
+            self.train_info["train_start"] = str(pd.Timestamp(X["trade_date"].min()).date())
+            self.train_info["train_end"] = str(pd.Timestamp(X["trade_date"].max()).date())
+            self.train_info["n_train_days"] = int(pd.Series(X["trade_date"]).nunique())
+        return self
+
+    def predict_change(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self._predict_change(X), dtype=float)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Next-day IV level = today's IV + predicted change."""
+        return X[ANCHOR].to_numpy(float) + self.predict_change(X)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "format_version": MODEL_FORMAT_VERSION,
+            "target": "iv_next (next trading day's implied vol, decimal)",
+            "target_mode": self.target_mode,
+            "params": self.params,
+            "features": list(self.features or []),
+            "seed": self.seed,
+            "n_jobs": self.n_jobs,
+            **self.library_versions(),
+            **self.train_info,
+        }
+
+    def library_versions(self) -> dict[str, str]:
+        return {}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``metadata.json`` plus the model's own files into ``directory`` (created)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self._save(d)
+        (d / METADATA_FILE).write_text(json.dumps(self.metadata(), indent=2, default=str))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ForecastModel:
+        """Load a model saved by :meth:`save`; on the base class dispatches on the stored name."""
+        d = Path(directory)
+        meta = json.loads((d / METADATA_FILE).read_text())
+        if cls is ForecastModel or cls.name != meta["name"]:
+            from b3quant_models.models.registry import MODEL_REGISTRY
+
+            target = MODEL_REGISTRY[meta["name"]]
+            if cls is not ForecastModel and not issubclass(target, cls):
+                raise TypeError(f"{d} holds a '{meta['name']}' model, not {cls.name}")
+        else:
+            target = cls
+        model = target(meta.get("params"), features=meta.get("features"), seed=meta.get("seed", 0),
+                       n_jobs=meta.get("n_jobs", 1))
+        model.train_info = {k: meta[k] for k in ("n_train", "n_val", "fitted_at", "train_start", "train_end",
+                                                 "n_train_days") if k in meta}
+        model._load(d)
+        return model
+
+    def _matrix(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.features or [] if c not in X.columns]
+        if missing:
+            raise KeyError(f"{self.name}: missing feature columns {missing[:5]}{'...' if len(missing) > 5 else ''}")
+        return X[self.features].astype(float)
