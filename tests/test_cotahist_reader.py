@@ -183,3 +183,31 @@ def test_numeric_types(real_daily_file: Path) -> None:
     q = read_cotahist(real_daily_file)
     assert q["trades"].dtype == np.int64 and q["quantity"].dtype == np.int64
     assert q["close"].dtype == np.float64 and q["trade_date"].dtype == "datetime64[ns]"
+
+
+def test_text_decoding_survives_hash_collisions(real_daily_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Text fields are grouped by a 64-bit hash of the record's text; a collision must fall back
+    # to exact per-field decoding. Force one: every row hashes to the same value.
+    from b3quant_models.cotahist import reader
+
+    expected = read_cotahist(real_daily_file)
+
+    def all_collide(mat, starts, ends, out):
+        out[:] = 0
+
+    monkeypatch.setattr(reader, "_hash_spans", all_collide)
+    pd.testing.assert_frame_equal(read_cotahist(real_daily_file), expected)
+
+
+def test_blank_lines_inside_are_quarantined_and_trailing_ones_ignored(tmp_path: Path) -> None:
+    recs = [format_quote_record(ROW)] * 2
+    text = format_cotahist(recs, DAY)
+    lines = text.split("\r\n")
+    lines.insert(2, "")  # a blank line inside: not a record, but not silently skipped either
+    body = "\r\n".join(lines).replace(f"{4:011d}", f"{5:011d}") + "\r\n\x1a"  # trailer counts it
+    p = tmp_path / "COTAHIST_D15032024.TXT"
+    p.write_bytes(body.encode("latin-1"))
+    res = read_cotahist_with_quarantine(p)
+    assert len(res.quotes) == 2
+    assert res.quarantine["reason"].tolist() == ["blank line inside the file"]
+    assert res.quarantine["line_number"].tolist() == [3]
