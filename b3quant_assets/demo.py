@@ -49,6 +49,7 @@ def run_demo(
         from b3quant_assets.definitions import defs as loaded
 
         defs = loaded
+    from b3quant_assets.defs.shared.partitions import trading_day_partitions
     from b3quant_assets.defs.shared.resources import default_duckdb_path
 
     part, glob = partitioned_and_global_assets(defs)
@@ -60,6 +61,12 @@ def run_demo(
     res = job.execute_in_process(asset_selection=part, tags=tags, **run)
     results = [res]
     if res.success and glob:
+        from b3quant_assets.defs.models.assets import TRAINED_MODELS, training_config_for
+
+        sessions = len(trading_day_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(str(first), str(last))))
+        cfg = training_config_for(sessions)
+        ops = {f"{m}_model": {"config": cfg} for m in TRAINED_MODELS}
+        run["run_config"] = {**quiet, "ops": ops}
         results.append(job.execute_in_process(asset_selection=glob, **run))
     ok = all(r.success for r in results)
     checks, failures = [], []
