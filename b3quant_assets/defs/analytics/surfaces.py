@@ -7,7 +7,8 @@ import dagster as dg
 import pandas as pd
 
 from b3quant_models.option_iv import surface_quotes
-from b3quant_models.surface import butterfly_violations, calendar_violations, fit_surfaces, plot_surface, surface_grid
+from b3quant_models.surface import butterfly_violations, calendar_violations, plot_surface, surface_grid
+from b3quant_models.surface.batch import fit_surfaces_by_day
 
 from ..shared.partitions import single_run_backfill, trading_day_partitions
 from ..shared.resources import data_dir
@@ -54,11 +55,8 @@ def _by_day(df: pd.DataFrame):
 )
 def iv_surface(context: dg.AssetExecutionContext, option_iv: pd.DataFrame):
     quotes = surface_quotes(option_iv)
-    params, violations = [], []
-    for day, q in _by_day(quotes):
-        fit = fit_surfaces(q)
-        params.append(fit.params.assign(trade_date=day))
-        violations.append(fit.violations.assign(trade_date=day))
+    context.log.info(f"fitting {quotes['trade_date'].nunique()} day(s) of surfaces")
+    params, violations = fit_surfaces_by_day(quotes)
     p, v = _stack(params), _stack(violations)
     fitted = p[p["status"] == "ok"] if len(p) else p
     status = p["status"].value_counts().rename_axis("status").reset_index(name="slices") if len(p) else p

@@ -1,0 +1,37 @@
+"""The landing-folder sensor and the daily schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from b3quant_assets.definitions import defs
+from b3quant_assets.defs.ingestion.resources import CotahistFiles
+from b3quant_assets.defs.ingestion.sensors import landing_folder_sensor
+
+
+def _tick(landing: Path, cursor: str | None = None):
+    ctx = dg.build_sensor_context(cursor=cursor, resources={"cotahist_files": CotahistFiles(landing_dir=str(landing))})
+    return landing_folder_sensor(ctx), ctx.cursor
+
+
+def test_sensor_requests_new_session_files_once(tmp_path: Path) -> None:
+    (tmp_path / "COTAHIST_D04012016.TXT").write_text("x")
+    (tmp_path / "cotahist_d05012016.zip").write_text("x")
+    (tmp_path / "COTAHIST_D09022016.TXT").write_text("x")  # Carnival Tuesday: not a session
+    (tmp_path / "notes.txt").write_text("x")
+    result, cursor = _tick(tmp_path)
+    assert [r.partition_key for r in result] == ["2016-01-04", "2016-01-05"]
+    again, cursor = _tick(tmp_path, cursor)
+    assert isinstance(again, dg.SkipReason)
+    (tmp_path / "COTAHIST_D06012016.TXT").write_text("x")
+    third, _ = _tick(tmp_path, cursor)
+    assert [r.partition_key for r in third] == ["2016-01-06"]
+
+
+def test_daily_schedule_targets_the_partitioned_job() -> None:
+    sched = defs.resolve_schedule_def("daily_market_schedule")
+    assert sched.job_name == "daily_market_job"
+    assert sched.execution_timezone == "America/Sao_Paulo"
+    assert sched.default_status == dg.DefaultScheduleStatus.STOPPED
