@@ -1,0 +1,236 @@
+"""BentoML service: implied vols with our solver, stored SVI surfaces, next-day IV forecasts.
+
+Serve from the repo root: ``uv run bentoml serve bento.service:B3QuantService``. Endpoints, errors,
+configuration and the model lookup are documented in docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from typing import Annotated
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
+from pydantic import Field
+
+with bentoml.importing():
+    from b3quant_models.calendar import DAYS_PER_YEAR, business_days
+    from b3quant_models.pricing import IVReason, greeks, implied_vol_with_reason
+    from bento import forecast
+    from bento.schemas import (
+        MAX_ROWS,
+        Forecast,
+        ForecastResponse,
+        ForecastRows,
+        GridPoint,
+        IVResult,
+        IVRows,
+        SurfaceResponse,
+        SVISlice,
+        check_session,
+    )
+    from bento.store import MarketStore, StoreUnavailable, get_store
+
+logger = logging.getLogger("bentoml.service")
+
+# Resources are what a deployment reserves (and `bentoml serve` uses to size worker threads); set
+# B3Q_BENTO_GPU=1 to request a GPU once a GPU model (the deep extra) is promoted: see docs/serving.md.
+_RESOURCES: dict[str, object] = {"cpu": os.environ.get("B3Q_BENTO_CPU", "2"), "memory": "2Gi"}
+if os.environ.get("B3Q_BENTO_GPU"):
+    _RESOURCES |= {"gpu": int(os.environ["B3Q_BENTO_GPU"]), "gpu_type": "nvidia-l4"}
+
+MAX_BATCH_LATENCY_MS = int(os.environ.get("B3Q_BENTO_MAX_LATENCY_MS", "1000"))
+
+
+def _none_if_nan(a: np.ndarray) -> list[float | None]:
+    return [float(x) if np.isfinite(x) else None for x in a]
+
+
+def _maybe(d: dict, key: str, cast=float):
+    v = d.get(key)
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return None
+    return cast(v)
+
+
+@bentoml.service(
+    name="b3quant",
+    resources=_RESOURCES,
+    traffic={"timeout": 30, "concurrency": 32, "max_concurrency": 128},
+    workers=int(os.environ.get("B3Q_BENTO_WORKERS", "1")),
+    threads=int(os.environ.get("B3Q_BENTO_THREADS", "4")),
+)
+class B3QuantService:
+    """B3 options: IVs and Greeks with the platform's solver, fitted surfaces, next-day IV forecasts."""
+
+    # A promoted forecaster present at import/build time is declared, so `bentoml build` packs it into
+    # the bento; without one the service still builds and serves the persistence baseline.
+    if (_promoted := forecast.promoted_tag()) is not None:
+        forecaster_model = bentoml.models.BentoModel(_promoted)
+
+    def __init__(self) -> None:
+        self.store: MarketStore = get_store()
+        self.forecaster = forecast.load_forecaster()
+        # JIT-compile the numba solver now, not on the first request (it takes seconds, once).
+        implied_vol_with_reason([10.0], [100.0], [100.0], [0.25], [0.1], [True])
+        logger.info("b3quant service: DuckDB %s (present: %s), model %s", self.store.path,
+                    self.store.available(), self.forecaster.version)
+
+    def __is_ready__(self) -> bool:
+        """Not ready without a readable DuckDB file: surfaces, forecasts and default dates/rates need it."""
+        try:
+            self.store.snapshot()
+        except StoreUnavailable as e:
+            logger.warning("not ready: %s", e)
+            return False
+        return True
+
+    # ------------------------------------------------------------------------------------------ implied_vol
+    @bentoml.api(batchable=True, max_batch_size=MAX_ROWS, max_latency_ms=MAX_BATCH_LATENCY_MS)
+    def implied_vol(self, rows: IVRows) -> list[IVResult]:
+        """Implied vol, reason and Greeks per quote (BSM, q = 0, t = B3 business days / 252).
+
+        Rows arrive validated and with trade_date/rate resolved (see ``IVRow``), so nothing here can fail
+        for one request only: adaptively batched requests share this call.
+        """
+        n = len(rows)
+        price, spot, strike, rate = (np.fromiter((getattr(r, f) for r in rows), float, n)
+                                     for f in ("price", "spot", "strike", "rate"))
+        is_call = np.fromiter((r.option_type == "call" for r in rows), bool, n)
+        has_exp = np.fromiter((r.expiry is not None for r in rows), bool, n)
+        bdays = np.zeros(n, dtype=np.int64)
+        t = np.fromiter((r.t if r.t is not None else np.nan for r in rows), float, n)
+        if has_exp.any():
+            idx = np.flatnonzero(has_exp)
+            td = np.array([rows[i].trade_date for i in idx], dtype="datetime64[D]")
+            ex = np.array([rows[i].expiry for i in idx], dtype="datetime64[D]")
+            bdays[idx] = business_days(td, ex)
+            t[idx] = bdays[idx] / DAYS_PER_YEAR
+        iv, code = implied_vol_with_reason(price, spot, strike, t, rate, is_call)
+        reason = IVReason.labels(code)
+        bad = code != IVReason.OK
+        g = greeks(spot, strike, t, rate, iv, is_call)
+        g = {k: np.where(bad, np.nan, v) for k, v in g.items()}
+        fwd = spot * np.exp(rate * t)
+        k = np.log(strike / fwd)
+        cols = {"iv": _none_if_nan(iv), **{name: _none_if_nan(v) for name, v in g.items()}}
+        return [
+            IVResult(
+                iv=cols["iv"][i], reason=str(reason[i]), delta=cols["delta"][i], gamma=cols["gamma"][i],
+                vega=cols["vega"][i], theta=cols["theta"][i], rho=cols["rho"][i], t=float(t[i]),
+                bdays=int(bdays[i]) if has_exp[i] else None, trade_date=rows[i].trade_date,
+                rate=float(rate[i]), forward=float(fwd[i]), k=float(k[i]),
+            )
+            for i in range(n)
+        ]
+
+    # ------------------------------------------------------------------------------------------ surface
+    def _day(self, trade_date: dt.date | None) -> dt.date:
+        try:
+            snap = self.store.snapshot()
+        except StoreUnavailable as e:
+            raise ServiceUnavailable(str(e)) from e
+        if trade_date is None:
+            if snap.latest is None:
+                raise NotFound("no trading day is stored yet")
+            return snap.latest
+        if trade_date not in snap.underlyings:
+            raise NotFound(f"trade_date {trade_date} is not stored (stored: {snap.days[0]}..{snap.days[-1]})"
+                           if snap.days else f"trade_date {trade_date} is not stored (nothing stored yet)")
+        return trade_date
+
+    @bentoml.api
+    def surface(
+        self,
+        underlying: Annotated[str, Field(min_length=1, max_length=12, description="e.g. PETR4")],
+        trade_date: Annotated[dt.date | None, Field(description="default: the latest stored day")] = None,
+    ) -> SurfaceResponse:
+        """The fitted SVI slices of one underlying and day, and its fixed tenor x delta grid."""
+        try:
+            check_session(trade_date)
+        except ValueError as e:
+            raise InvalidArgument(f"trade_date: {e}") from None
+        day = self._day(trade_date)
+        und = underlying.strip().upper()
+        try:
+            with self.store.session() as db:
+                slices, grid = db.surface(und, day)
+                known = db.surface_underlyings(day) if slices.empty else []
+        except StoreUnavailable as e:
+            raise ServiceUnavailable(str(e)) from e
+        if slices.empty:
+            raise NotFound(f"underlying '{und}' has no surface on {day}; known underlyings that day: {known}")
+        return SurfaceResponse(
+            underlying=und,
+            trade_date=day,
+            slices=[
+                SVISlice(
+                    expiry=s["expiry"].date(), t=float(s["t"]),
+                    **{c: _maybe(s, c) for c in ("a", "b", "rho", "m", "sigma", "forward", "atm_iv", "rmse_vol_pts")},
+                    n_quotes=_maybe(s, "n_quotes", int), status=str(s["status"]), reason=s.get("reason") or None,
+                    repaired=_maybe(s, "repaired", bool), model=s.get("model"),
+                )
+                for s in slices.to_dict("records")
+            ],
+            grid=[
+                GridPoint(
+                    tenor_days=int(p["tenor_days"]), delta=float(p["delta"]), t=float(p["t"]), k=_maybe(p, "k"),
+                    iv=_maybe(p, "iv"), total_variance=_maybe(p, "total_variance"),
+                    extrapolated=bool(p["extrapolated"]), flag_reason=p.get("flag_reason") or None,
+                )
+                for p in grid.to_dict("records")
+            ],
+        )
+
+    # ------------------------------------------------------------------------------------------ predict_iv
+    @bentoml.api
+    def predict_iv(
+        self,
+        contracts: ForecastRows,
+        trade_date: Annotated[dt.date | None, Field(description="day the quotes are from; default latest")] = None,
+    ) -> ForecastResponse:
+        """Next-session IV per contract from the promoted model (or the persistence baseline)."""
+        try:
+            check_session(trade_date)
+        except ValueError as e:
+            raise InvalidArgument(f"trade_date: {e}") from None
+        day = self._day(trade_date)
+        snap = self.store.snapshot()
+        known = snap.underlyings.get(day, frozenset())
+        for i, c in enumerate(contracts):
+            if c.underlying not in known:
+                raise NotFound(f"contracts[{i}].underlying: '{c.underlying}' has no stored options on {day}; "
+                               f"known: {sorted(known)}")
+            if c.expiry <= day:
+                raise InvalidArgument(f"contracts[{i}].expiry: expired contract, expiry {c.expiry} <= trade_date {day}")
+        rate = snap.rates.get(day)
+        if rate is None:
+            raise NotFound(f"trade_date: no stored risk-free rate for {day}")
+        f = self.forecaster
+        try:
+            with self.store.session() as db:
+                req, feats = forecast.forecast_features(db, contracts, day, rate, forecast.lookbacks_for(f.model))
+        except StoreUnavailable as e:
+            raise ServiceUnavailable(str(e)) from e
+        dup = req["ticker"][req["ticker"].duplicated()]
+        if len(dup):
+            i = int(dup.index[0])
+            raise InvalidArgument(f"contracts[{i}]: duplicate contract (ticker {dup.iloc[0]}) in one request")
+        return ForecastResponse(
+            model_version=f.version, model_name=f.name, note=f.note, trade_date=day,
+            target_date=forecast.target_date(day),
+            predictions=[Forecast(**p) for p in forecast.predictions(req, feats, f.model)],
+        )
+
+
+async def _docs_redirect(scope, receive, send) -> None:
+    """/docs -> BentoML's Swagger UI at / (the OpenAPI spec itself is at /docs.json)."""
+    from starlette.responses import RedirectResponse
+
+    await RedirectResponse("/", status_code=307)(scope, receive, send)
+
+
+B3QuantService.mount_asgi_app(_docs_redirect, path="/docs")

@@ -1,0 +1,488 @@
+"""The BentoML service through its ASGI app (and once as a real `bentoml serve` process).
+
+A small sample market is run through the Dagster pipeline once per module, so the service reads the
+same tables production does. Skew tests compare the service with the library's batch path exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+from b3quant_models.calendar import previous_session
+from b3quant_models.features import FEATURE_COLUMNS, build_option_features, build_targets
+from b3quant_models.pricing import greeks, implied_vol_with_reason
+
+ROOT = Path(__file__).resolve().parents[1]
+GREEKS = ("delta", "gamma", "vega", "theta", "rho")
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def market_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 sessions x 2 underlyings through the real pipeline (~12 s, once per module)."""
+    from b3quant_assets.defs.analytics.definitions import defs as analytics_defs
+    from b3quant_assets.defs.analytics.resources import RatesSource
+    from b3quant_assets.defs.ingestion.definitions import defs as ingestion_defs
+    from b3quant_assets.defs.ingestion.resources import CotahistFiles
+    from b3quant_assets.defs.shared.resources import duckdb_io_manager
+    from b3quant_assets.demo import run_demo
+    from b3quant_models.sample_market import SampleMarketConfig, generate_sample_market
+
+    root = tmp_path_factory.mktemp("bento_market")
+    cfg = SampleMarketConfig(seed=5, start=dt.date(2025, 3, 6), n_days=8, underlyings=("PETR4", "VALE3"))
+    manifest = generate_sample_market(root / "landing", cfg)
+    db = root / "b3quant.duckdb"
+    mp = pytest.MonkeyPatch()
+    (root / "dh").mkdir()
+    mp.setenv("DAGSTER_HOME", str(root / "dh"))
+    mp.setenv("B3Q_DUCKDB_PATH", str(db))
+    landing = str(root / "landing")
+    defs = dg.Definitions(
+        assets=[*ingestion_defs.assets, *analytics_defs.assets],
+        resources={
+            "io_manager": duckdb_io_manager(str(db)),
+            "cotahist_files": CotahistFiles(landing_dir=landing),
+            "rates_source": RatesSource(landing_dir=landing),
+        },
+    )
+    try:
+        summary = run_demo(manifest.start, manifest.end, defs=defs, log_level="WARNING")
+    finally:
+        mp.undo()
+    assert summary.ok, summary.render()
+    return db
+
+
+def _read(db: Path, sql: str) -> pd.DataFrame:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql).fetchdf()
+
+
+@pytest.fixture(scope="module")
+def tables(market_db: Path) -> dict[str, pd.DataFrame]:
+    names = ("option_iv", "iv_surface", "surface_grid_points", "underlying_quotes", "risk_free_rate")
+    return {n: _read(market_db, f"SELECT * FROM b3.{n}") for n in names}
+
+
+@pytest.fixture(scope="module")
+def last_day(tables) -> dt.date:
+    return tables["option_iv"]["trade_date"].max().date()
+
+
+@pytest.fixture(scope="module")
+def empty_model_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point BentoML at an empty model store so the baseline path is deterministic."""
+    with _model_store(tmp_path_factory.mktemp("bentoml_models")) as p:
+        yield p
+
+
+@contextlib.contextmanager
+def _model_store(path: Path) -> Iterator[Path]:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    BentoMLContainer.model_store.set(ModelStore(str(path)))
+    try:
+        yield path
+    finally:
+        BentoMLContainer.model_store.reset()
+
+
+@pytest.fixture(scope="module")
+def client(market_db: Path, empty_model_store: Path) -> Iterator[TestClient]:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("B3Q_DUCKDB_PATH", str(market_db))
+    try:
+        with TestClient(_app()) as c:
+            yield c
+    finally:
+        mp.undo()
+
+
+def _app():
+    """A fresh ASGI app of the service (metrics off: Prometheus collectors are process-global, and the
+    real-server test covers /metrics)."""
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    from bento.service import B3QuantService
+
+    B3QuantService.inject_config()
+    return ServiceAppFactory(B3QuantService, is_main=True, enable_metrics=False)()
+
+
+def _errors(resp: httpx.Response) -> str:
+    """The error text of a 4xx (pydantic details, or BentoML's [{"error": ...}])."""
+    return json.dumps(resp.json())
+
+
+def _locs(resp: httpx.Response) -> list[list]:
+    return [d["loc"] for d in resp.json()["detail"]]
+
+
+def _row(**kw) -> dict:
+    base = {"price": 1.0, "spot": 30.0, "strike": 31.0, "option_type": "call", "expiry": "2025-06-20"}
+    return {**base, **kw}
+
+
+# ------------------------------------------------------------------------------------------ health
+def test_health_readiness_and_openapi(client: TestClient) -> None:
+    assert client.get("/livez").status_code == 200
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    spec = client.get("/docs.json").json()
+    assert {"/implied_vol", "/surface", "/predict_iv", "/readyz"} <= set(spec["paths"])
+    assert client.get("/docs", follow_redirects=False).status_code in (301, 302, 307, 308)
+    assert "swagger" in client.get("/docs").text.lower()
+
+
+def test_not_ready_without_database(tmp_path: Path, empty_model_store: Path, monkeypatch) -> None:
+    monkeypatch.setenv("B3Q_DUCKDB_PATH", str(tmp_path / "missing.duckdb"))
+    with TestClient(_app()) as c:
+        assert c.get("/livez").status_code == 200
+        assert c.get("/readyz").status_code == 503
+        # Fully specified rows need no stored data ...
+        ok = c.post("/implied_vol", json={"rows": [_row(trade_date="2025-03-10", rate=0.1)]})
+        assert ok.status_code == 200 and ok.json()[0]["reason"] == "ok"
+        # ... defaults do, and the 400 says which field to pass.
+        bad = c.post("/implied_vol", json={"rows": [_row()]})
+        assert bad.status_code == 400
+        assert "DuckDB file not found" in _errors(bad) and "rate" in _errors(bad)
+        assert c.post("/surface", json={"underlying": "PETR4"}).status_code == 503
+
+
+# ------------------------------------------------------------------------------------------ implied_vol
+def test_implied_vol_matches_stored_option_iv_exactly(client: TestClient, tables) -> None:
+    """Skew test: the service's IVs/Greeks for stored quotes are bit-identical to compute_option_iv's."""
+    iv = tables["option_iv"]
+    ok = iv[iv["iv_reason"] == "ok"].sample(300, random_state=0)
+    price = np.where(ok["iv_source"] == "mid", ok["price_mid"], ok["price_close"])
+    rows = [
+        {"price": float(p), "spot": float(r.spot), "strike": float(r.strike), "option_type": r.option_type,
+         "expiry": str(r.expiry.date()), "trade_date": str(r.trade_date.date()), "rate": float(r.r)}
+        for p, r in zip(price, ok.itertuples(), strict=True)
+    ]
+    resp = client.post("/implied_vol", json={"rows": rows})
+    assert resp.status_code == 200, resp.text
+    out = pd.DataFrame(resp.json())
+    assert (out["reason"] == "ok").all()
+    np.testing.assert_array_equal(out["iv"].to_numpy(float), ok["iv"].to_numpy())
+    np.testing.assert_array_equal(out["bdays"].to_numpy(), ok["bdays"].to_numpy())
+    np.testing.assert_array_equal(out["t"].to_numpy(), ok["t"].to_numpy())
+    np.testing.assert_array_equal(out["k"].to_numpy(), ok["k"].to_numpy())
+    for g in GREEKS:
+        np.testing.assert_array_equal(out[g].to_numpy(float), ok[g].to_numpy(), err_msg=g)
+
+
+def test_implied_vol_defaults_t_input_and_solver_reasons(client: TestClient, tables, last_day) -> None:
+    rate = tables["risk_free_rate"].set_index("trade_date")["r_cont"][pd.Timestamp(last_day)]
+    rows = [
+        _row(price=2.0),  # defaults: latest stored day and its rate
+        _row(price=2.0, expiry=None, t=0.25),  # t given instead of expiry
+        _row(price=0.001, strike=60.0, option_type="put"),  # a put far ITM below intrinsic
+    ]
+    resp = client.post("/implied_vol", json={"rows": rows})
+    assert resp.status_code == 200, resp.text
+    a, b, c = resp.json()
+    assert a["trade_date"] == str(last_day) and a["rate"] == rate and a["reason"] == "ok"
+    assert a["bdays"] > 0 and a["t"] == a["bdays"] / 252
+    ref_iv, ref_code = implied_vol_with_reason(2.0, 30.0, 31.0, 0.25, rate, True)
+    assert int(ref_code) == 0
+    ref_g = greeks(30.0, 31.0, 0.25, rate, ref_iv, True)
+    assert b["iv"] == float(ref_iv) and b["bdays"] is None and b["t"] == 0.25
+    assert all(b[g] == float(ref_g[g]) for g in GREEKS)
+    assert c["reason"] == "below_intrinsic" and c["iv"] is None and c["delta"] is None
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "text"),
+    [
+        ({"spot": 30.0, "strike": 31.0, "option_type": "call", "expiry": "2025-06-20"}, "price", "missing"),
+        (_row(strike=-5.0), "strike", "greater than 0"),
+        (_row(strike=0.0), "strike", "greater than 0"),
+        (_row(price=0.0), "price", "greater than 0"),
+        (_row(spot=-1.0), "spot", "greater than 0"),
+        (_row(option_type="straddle"), "option_type", "call"),
+        (_row(trade_date="2025-03-08"), "trade_date", "not a B3 trading session"),  # a Saturday
+        (_row(trade_date="2025-03-04"), "trade_date", "not a B3 trading session"),  # Carnival
+        (_row(trade_date="2025-03-12", expiry="2025-03-12", rate=0.1), None, "expired contract"),
+        (_row(trade_date="2025-03-12", expiry="2025-03-10", rate=0.1), None, "expired contract"),
+        (_row(t=0.1), None, "exactly one of 'expiry' and 't'"),
+        (_row(rate=float("nan")), None, ""),
+        (_row(trade_date="2024-01-02"), None, "no stored risk-free rate for trade_date 2024-01-02"),
+        (_row(extra_field=1), "extra_field", "not permitted"),
+    ],
+)
+def test_implied_vol_bad_rows_are_400_naming_field_and_index(client: TestClient, row, field, text) -> None:
+    body = json.dumps({"rows": [_row(price=2.0), row]}).replace("NaN", '"nan"')
+    resp = client.post("/implied_vol", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    locs = _locs(resp)
+    assert all(loc[:2] == ["rows", 1] for loc in locs), locs  # row 0 is fine; row 1 is named
+    if field is not None:
+        assert any(loc[-1] == field for loc in locs), locs
+    assert text in _errors(resp)
+
+
+def test_implied_vol_rejects_empty_and_oversize_batches(client: TestClient) -> None:
+    from bento.schemas import MAX_ROWS
+
+    assert client.post("/implied_vol", json={"rows": []}).status_code == 400
+    resp = client.post("/implied_vol", json={"rows": [_row()] * (MAX_ROWS + 1)})
+    assert resp.status_code == 400
+    assert _locs(resp)[0] == ["rows"] and f"at most {MAX_ROWS}" in _errors(resp)
+    assert client.post("/implied_vol", json={"row": [_row()]}).status_code == 400  # misspelt field
+
+
+def test_implied_vol_not_json_is_4xx(client: TestClient) -> None:
+    resp = client.post("/implied_vol", content=b"{not json", headers={"content-type": "application/json"})
+    assert 400 <= resp.status_code < 500
+
+
+# ------------------------------------------------------------------------------------------ surface
+def test_surface_returns_stored_slices_and_grid(client: TestClient, tables, last_day) -> None:
+    resp = client.post("/surface", json={"underlying": "petr4"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["underlying"] == "PETR4" and body["trade_date"] == str(last_day)
+    s = tables["iv_surface"]
+    s = s[(s["trade_date"].dt.date == last_day) & (s["underlying"] == "PETR4")].sort_values("expiry")
+    assert [x["expiry"] for x in body["slices"]] == [str(d.date()) for d in s["expiry"]]
+    fitted = [x for x in body["slices"] if x["status"] == "ok"]
+    assert fitted and all(x["a"] is not None and x["sigma"] > 0 for x in fitted)
+    ok = s[s["status"] == "ok"]
+    assert [x["b"] for x in fitted] == ok["b"].tolist()
+    g = tables["surface_grid_points"]
+    g = g[(g["trade_date"].dt.date == last_day) & (g["underlying"] == "PETR4")]
+    assert len(body["grid"]) == len(g) == 25
+    first_day = tables["option_iv"]["trade_date"].min().date()
+    older = client.post("/surface", json={"underlying": "VALE3", "trade_date": str(first_day)})
+    assert older.status_code == 200 and older.json()["trade_date"] == str(first_day)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "text"),
+    [
+        ({"underlying": "XXXX4"}, 404, "underlying 'XXXX4' has no surface"),
+        ({"underlying": "PETR4", "trade_date": "2025-01-02"}, 404, "trade_date 2025-01-02 is not stored"),
+        ({"underlying": "PETR4", "trade_date": "2025-03-09"}, 400, "not a B3 trading session"),
+        ({"underlying": ""}, 400, "underlying"),
+        ({}, 400, "underlying"),
+    ],
+)
+def test_surface_errors(client: TestClient, body, status, text) -> None:
+    resp = client.post("/surface", json=body)
+    assert resp.status_code == status, resp.text
+    assert text in _errors(resp)
+
+
+# ------------------------------------------------------------------------------------------ predict_iv
+def _contracts(tables, day: dt.date, n: int | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """Stored valid rows of ``day`` and the same quotes as a predict_iv request (no ticker, no iv)."""
+    iv = tables["option_iv"]
+    rows = iv[(iv["trade_date"].dt.date == day) & (iv["iv_reason"] == "ok")].sort_values("ticker")
+    if n is not None:
+        rows = rows.head(n)
+
+    def opt(v):
+        return None if pd.isna(v) else float(v)
+
+    req = [
+        {"underlying": r.underlying_ticker, "option_type": r.option_type, "strike": float(r.strike),
+         "expiry": str(r.expiry.date()), "price": opt(r.price_close), "best_bid": opt(r.best_bid),
+         "best_ask": opt(r.best_ask), "volume": opt(r.volume), "trades": int(r.trades)}
+        for r in rows.itertuples()
+    ]
+    return rows.reset_index(drop=True), req
+
+
+def test_predict_iv_baseline_says_so(client: TestClient, tables, last_day) -> None:
+    rows, req = _contracts(tables, last_day, 20)
+    resp = client.post("/predict_iv", json={"contracts": req})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["model_version"] == "persistence-baseline" and "persistence baseline" in body["note"]
+    assert body["trade_date"] == str(last_day) and body["target_date"] > body["trade_date"]
+    p = pd.DataFrame(body["predictions"])
+    assert p["ticker"].tolist() == rows["ticker"].tolist()  # matched to the stored series
+    np.testing.assert_array_equal(p["iv_today"].to_numpy(float), rows["iv"].to_numpy())
+    np.testing.assert_array_equal(p["iv_next"].to_numpy(float), rows["iv"].to_numpy())
+    assert (p["reason"] == "ok").all()
+
+
+def test_predict_iv_given_iv_and_unsolvable_rows(client: TestClient) -> None:
+    req = [
+        {"underlying": "PETR4", "option_type": "call", "strike": 40.0, "expiry": "2025-06-20", "iv": 0.31},
+        {"underlying": "PETR4", "option_type": "put", "strike": 400.0, "expiry": "2025-06-20", "price": 0.01},
+    ]
+    resp = client.post("/predict_iv", json={"contracts": req})
+    assert resp.status_code == 200, resp.text
+    a, b = resp.json()["predictions"]
+    assert a["iv_today"] == 0.31 and a["iv_next"] == 0.31 and a["iv_source"] == "given" and a["ticker"] is None
+    assert b["iv_next"] is None and b["reason"] != "ok"
+
+
+@pytest.mark.parametrize(
+    ("contract", "status", "text"),
+    [
+        ({"underlying": "XXXX4"}, 404, "contracts[1].underlying: 'XXXX4' has no stored options"),
+        ({"expiry": "2025-03-10"}, 400, "contracts[1].expiry: expired contract"),
+        ({"strike": -40.0}, 400, "strike"),
+        ({"iv": None, "price": None}, 400, "give today's 'iv'"),
+        ({"iv": None, "price": None, "best_bid": 2.0, "best_ask": 1.0}, 400, "best_ask 1.0 < best_bid 2.0"),
+        ({"option_type": "C"}, 400, "option_type"),
+    ],
+)
+def test_predict_iv_bad_contracts(client: TestClient, contract, status, text) -> None:
+    good = {"underlying": "PETR4", "option_type": "call", "strike": 40.0, "expiry": "2025-06-20", "iv": 0.3}
+    bad = {k: v for k, v in {**good, **contract}.items() if v is not None}
+    resp = client.post("/predict_iv", json={"contracts": [good, bad]})
+    assert resp.status_code == status, resp.text
+    assert text in _errors(resp)
+    if status == 400 and resp.json() and isinstance(resp.json(), dict):
+        assert all(loc[:2] == ["contracts", 1] for loc in _locs(resp))
+
+
+def test_predict_iv_request_level_errors(client: TestClient, tables, last_day) -> None:
+    good = {"underlying": "PETR4", "option_type": "call", "strike": 40.0, "expiry": "2025-06-20", "iv": 0.3}
+    r = client.post("/predict_iv", json={"contracts": [good], "trade_date": "2025-03-08"})
+    assert r.status_code == 400 and "not a B3 trading session" in _errors(r)
+    r = client.post("/predict_iv", json={"contracts": [good], "trade_date": str(previous_session(dt.date(2025, 3, 6)))})
+    assert r.status_code == 404 and "is not stored" in _errors(r)
+    r = client.post("/predict_iv", json={"contracts": [good, {**good, "strike": 41.0}]})
+    assert r.status_code == 200  # new contracts without tickers are distinct series
+    r = client.post("/predict_iv", json={"contracts": [{**good, "ticker": "PETRX1"}, {**good, "ticker": "PETRX1"}]})
+    assert r.status_code == 400 and "contracts[1]: duplicate contract" in _errors(r)
+    from bento.schemas import MAX_ROWS
+
+    r = client.post("/predict_iv", json={"contracts": [good] * (MAX_ROWS + 1)})
+    assert r.status_code == 400 and f"at most {MAX_ROWS}" in _errors(r)
+
+
+def test_predict_iv_with_promoted_model_equals_batch_path(market_db: Path, tables, last_day, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    """Skew test: a promoted LightGBM model served through the service gives the batch predictions."""
+    from b3quant_models.models import LightGBMModel
+    from bento import forecast
+
+    feats = build_option_features(tables["option_iv"], tables["iv_surface"], tables["underlying_quotes"])
+    targets = build_targets(tables["option_iv"])
+    train = feats.merge(targets[["trade_date", "ticker", "iv_next"]], on=["trade_date", "ticker"])
+    model = LightGBMModel({"n_estimators": 20, "num_leaves": 7}, features=FEATURE_COLUMNS, n_jobs=1)
+    model.fit(train, train["iv_next"])
+    model_dir = model.save(tmp_path / "lgbm")
+    batch = feats[feats["trade_date"].dt.date == last_day].reset_index(drop=True)
+    batch_pred = model.predict(batch)
+
+    with _model_store(tmp_path / "store"):
+        tag = forecast.promote(model_dir)
+        assert forecast.promoted_tag() == tag
+        monkeypatch.setenv("B3Q_DUCKDB_PATH", str(market_db))
+        rows, req = _contracts(tables, last_day)
+        with TestClient(_app()) as c:
+            resp = c.post("/predict_iv", json={"contracts": req})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["model_version"] == tag and body["model_name"] == "lightgbm" and body["note"] is None
+
+        # Feature rows built for the request equal the batch feature table's rows of that day ...
+        from bento.schemas import ForecastRow
+        from bento.store import get_store
+
+        rate = float(tables["option_iv"].loc[tables["option_iv"]["trade_date"].dt.date == last_day, "r"].iloc[0])
+        _, served = forecast.forecast_features(get_store(), [ForecastRow(**x) for x in req], last_day, rate,
+                                               forecast.lookbacks_for(model))
+        served = served.sort_values("ticker").reset_index(drop=True)
+        expect = batch.set_index("ticker").loc[served["ticker"]].reset_index()
+        pd.testing.assert_frame_equal(served[FEATURE_COLUMNS], expect[FEATURE_COLUMNS], check_exact=True)
+
+    # ... and so do the predictions, row by row.
+    got = pd.DataFrame(body["predictions"]).set_index("ticker")["iv_next"]
+    want = pd.Series(batch_pred, index=batch["ticker"])
+    assert set(got.index) == set(rows["ticker"]) == set(want.index)
+    np.testing.assert_array_equal(got.loc[want.index].to_numpy(float), want.to_numpy())
+    assert not np.array_equal(want.to_numpy(), batch["iv"].to_numpy())  # a real model, not persistence
+
+
+def test_predict_iv_concurrent_requests_all_succeed(market_db: Path, monkeypatch) -> None:
+    """Regression: concurrent feature reads once failed inside DuckDB (registered frames across threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bento import forecast
+    from bento.schemas import ForecastRow
+    from bento.store import MarketStore
+
+    store = MarketStore(market_db)
+    snap = store.snapshot()
+    day = snap.latest
+    rows = [ForecastRow(underlying="PETR4", option_type="call", strike=40.0, expiry="2025-06-20", iv=0.3)]
+
+    def one(_: int) -> float:
+        with store.session() as db:
+            _, feats = forecast.forecast_features(db, rows, day, snap.rates[day], (5, 10, 21))
+        return float(feats["iv"].iloc[0])
+
+    with ThreadPoolExecutor(8) as ex:
+        assert list(ex.map(one, range(32))) == [0.3] * 32
+
+
+# ------------------------------------------------------------------------------------------ real server
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_bentoml_serve_process(market_db: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "B3Q_DUCKDB_PATH": str(market_db), "BENTOML_HOME": str(tmp_path / "bentoml"),
+           "BENTOML_DO_NOT_TRACK": "True"}
+    cmd = [sys.executable, "-m", "bentoml", "serve", "bento.service:B3QuantService",
+           "--host", "127.0.0.1", "--port", str(port)]
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                ready = False
+            if ready:
+                break
+            time.sleep(0.5)
+        if not ready:
+            tail = (tmp_path / "serve.log").read_bytes()[-2000:].decode(errors="replace")
+            pytest.skip(f"bentoml serve did not become ready within 60 s (exit {proc.poll()}): {tail}")
+        resp = httpx.post(f"{base}/implied_vol", json={"rows": [_row(price=2.0)]}, timeout=10)
+        assert resp.status_code == 200 and resp.json()[0]["reason"] == "ok"
+        assert httpx.post(f"{base}/implied_vol", json={"rows": [_row(price=-1.0)]}, timeout=10).status_code == 400
+        assert "bentoml_service_request" in httpx.get(f"{base}/metrics", timeout=10).text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
