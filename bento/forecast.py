@@ -56,9 +56,12 @@ def _model_dir(root: Path) -> Path:
     return root if (root / "metadata.json").is_file() else root / "model"
 
 
-def promote(model_dir: str | Path, *, labels: dict[str, str] | None = None) -> str:
+def promote(
+    model_dir: str | Path, *, labels: dict[str, str] | None = None, metadata: dict[str, Any] | None = None
+) -> str:
     """Copy a ``ForecastModel.save`` directory into the BentoML model store as ``b3quant_iv_forecaster``.
 
+    ``metadata`` (run ids, metrics, features, data period) is stored beside the model's own facts.
     Returns the new tag; ``:latest`` then resolves to it, so the next service start serves it.
     """
     import bentoml
@@ -66,6 +69,7 @@ def promote(model_dir: str | Path, *, labels: dict[str, str] | None = None) -> s
     src = Path(model_dir)
     meta = json.loads((src / "metadata.json").read_text())
     keep = {k: meta[k] for k in ("name", "format_version", "train_start", "train_end", "n_train") if k in meta}
+    keep |= metadata or {}
     with bentoml.models.create(MODEL_NAME, labels=labels or {"model": str(meta.get("name"))}, metadata=keep) as m:
         shutil.copytree(src, Path(m.path) / "model", dirs_exist_ok=True)
         tag = str(m.tag)
