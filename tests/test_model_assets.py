@@ -11,6 +11,7 @@ import pytest
 
 from b3quant_assets.defs.models.assets import model_assets, model_comparison, training_config_for
 from b3quant_assets.defs.models.resources import MlflowTracking
+from b3quant_assets.defs.serving.assets import BentoModelStore, decide, promoted_model
 from b3quant_models.features import build_option_features, build_targets
 from b3quant_models.features.synthetic import toy_market
 from b3quant_models.models import load_model
@@ -35,12 +36,14 @@ def test_models_train_log_and_compare(toy_training_set: pd.DataFrame, tmp_path: 
 
     uri = local_tracking_uri(tmp_path / "mlflow")
     cfg = {**training_config_for(70), "n_trials": 2, "timeout_s": 30.0, "shap_sample": 200}
+    store = tmp_path / "bentoml_models"
     res = dg.materialize(
-        [training_set_stub, *model_assets, model_comparison],
+        [training_set_stub, *model_assets, model_comparison, promoted_model],
         resources={
             "mlflow": MlflowTracking(tracking_uri=uri, experiment="test"),
             "io_manager": dg.mem_io_manager,
             "model_io_manager": dg.mem_io_manager,
+            "bento_store": BentoModelStore(models_dir=str(store)),
         },
         run_config={"ops": {"xgboost_model": {"config": cfg}, "lightgbm_model": {"config": cfg}}},
     )
@@ -60,3 +63,26 @@ def test_models_train_log_and_compare(toy_training_set: pd.DataFrame, tmp_path: 
     assert reloaded.predict(x).shape == (50,)
     meta = res.asset_materializations_for_node("xgboost_model")[0].metadata
     assert "model_card" in meta and "test_metrics" in meta
+
+    # Promotion: with an empty store the validation winner goes in, with its provenance.
+    decision = res.output_for_node("promoted_model")
+    assert decision["promote"] and decision["reason"] == "no production model in the store"
+    from bento.forecast import MODEL_TAG
+    from bento.model_store import use_model_store
+
+    with use_model_store(store):
+        import bentoml
+
+        stored = bentoml.models.get(MODEL_TAG)
+        assert str(stored.tag) == decision["new_tag"]
+        winner = res.output_for_node(f"{decision['winner']}_model")
+        assert stored.info.metadata["mlflow_run_id"] == winner["mlflow_run_id"]
+        assert stored.info.metadata["dagster_run_id"] == res.run_id
+        assert stored.info.labels["model"] == decision["winner"]
+
+    # The gate: the same model again is not better than production, so production is kept.
+    candidates = {m: res.output_for_node(f"{m}_model") for m in ("xgboost", "lightgbm")}
+    rows = toy_training_set[toy_training_set["trade_date"].between(winner["test_start"], winner["test_end"])]
+    again = decide(candidates, rows, load_model(winner["model_dir"]))
+    assert not again["promote"] and "kept" in again["reason"]
+    assert again["production_test_rmse_vol_pts"] == pytest.approx(again["winner_test_rmse_vol_pts"])

@@ -125,6 +125,8 @@ def _train(context: dg.AssetExecutionContext, name: str, config: TrainingConfig,
     context.add_output_metadata(meta)
     return {
         "model_name": name,
+        "test_start": pd.Timestamp(res.splits.test[0]),
+        "test_end": pd.Timestamp(res.splits.test[-1]),
         "mlflow_run_id": run_id,
         "model_dir": str(model_dir),
         "test_metrics": res.test_metrics,
