@@ -43,6 +43,8 @@ def _set_env(data_dir: str | None) -> Path:
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     from b3quant_assets.defs.shared.resources import data_dir as _data_dir
 
+    # The model store promotion writes to is the one `bentoml serve` reads with this BENTOML_HOME.
+    os.environ.setdefault("BENTOML_HOME", str(_data_dir() / "bentoml"))
     return _data_dir()
 
 
@@ -119,8 +121,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"[2/2] materializing every asset for {first}..{last} ({manifest.n_sessions} trading days)")
     summary = run_demo(first, last)
     print(summary.render())
-    print(f"done in {time.perf_counter() - t0:.0f} s. DuckDB: {summary.database}")
-    print("Browse it: DAGSTER_HOME=$PWD/dagster_home uv run dagster dev   (then open http://127.0.0.1:3000)")
+    if summary.promotion:
+        print(f"\npromotion: {summary.promotion}")
+    print(f"\ndone in {time.perf_counter() - t0:.0f} s. DuckDB: {summary.database}")
+    print("Browse it:  DAGSTER_HOME=$PWD/dagster_home uv run dagster dev   (http://127.0.0.1:3000)")
+    print(
+        f"Serve it:   BENTOML_HOME={os.environ['BENTOML_HOME']} B3Q_DUCKDB_PATH={summary.database} "
+        "uv run bentoml serve bento.service:B3QuantService   (http://127.0.0.1:3000/docs)"
+    )
     return 0 if summary.ok else 1
 
 

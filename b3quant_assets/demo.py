@@ -22,6 +22,7 @@ class DemoSummary:
     tables: dict[str, int] = field(default_factory=dict)
     checks: list[tuple[str, str, bool]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    promotion: str = ""
 
     def render(self) -> str:
         lines = [f"run {self.run_id}: {'success' if self.ok else 'FAILED'}", "", "table                      rows"]
@@ -81,4 +82,10 @@ def run_demo(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'b3' ORDER BY table_name"
         ).fetchall():
             tables[name] = con.execute(f"SELECT count(*) FROM b3.{name}").fetchone()[0]
-    return DemoSummary(ok and all(c[2] for c in checks), db, results[0].run_id, tables, checks, failures)
+    promotion = ""
+    event = instance.get_latest_materialization_event(dg.AssetKey("promoted_model"))
+    if event is not None and event.run_id == results[-1].run_id:
+        meta = event.asset_materialization.metadata
+        promotion = f"{meta['reason'].value} (tag {meta['tag'].value})"
+    ok = ok and all(c[2] for c in checks)
+    return DemoSummary(ok, db, results[0].run_id, tables, checks, failures, promotion)
