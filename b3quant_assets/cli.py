@@ -43,6 +43,7 @@ def _set_env(data_dir: str | None) -> Path:
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     from b3quant_assets.defs.shared.resources import data_dir as _data_dir
 
+    os.environ.setdefault("B3Q_OFFLINE", "1")  # the demo never touches the network
     # The model store promotion writes to is the one `bentoml serve` reads with this BENTOML_HOME.
     os.environ.setdefault("BENTOML_HOME", str(_data_dir() / "bentoml"))
     return _data_dir()

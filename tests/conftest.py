@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Sources fall back to the network when a local file is missing; tests never may (the download
+# tests name mode="b3" explicitly and point it at a loopback server).
+os.environ["B3Q_OFFLINE"] = "1"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_B3_DIR = PROJECT_ROOT.parent / "shared" / "data" / "b3-real"

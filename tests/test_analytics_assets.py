@@ -70,3 +70,23 @@ def test_day_without_rate_fails_loudly(landing: Path, tmp_path: Path) -> None:
     assert not res.success
     msg = str(res.get_step_failure_events()[0].event_specific_data.error)
     assert "2016-01-04" in msg
+
+
+def test_rates_source_auto_uses_the_file_else_the_central_bank(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from b3quant_models.sources.http_testing import CannedResponse, LoopbackServer, block_non_loopback
+
+    monkeypatch.delenv("B3Q_OFFLINE", raising=False)
+    body = json.dumps([{"data": "04/01/2016", "valor": "14.13"}]).encode()
+    with block_non_loopback(), LoopbackServer() as sgs:
+        sgs.routes["/dados/serie/bcdata.sgs.4389/dados"] = CannedResponse(body=body, content_type="application/json")
+        online = RatesSource(landing_dir=str(tmp_path), base_url=sgs.base_url)
+        assert not online.use_file()
+        r = online.rates("2016-01-04", "2016-01-04")
+        assert sgs.hits("/dados/serie/bcdata.sgs.4389/dados") == 1
+    assert r["cdi_annual"].iloc[0] == pytest.approx(0.1413)
+    (tmp_path / "cdi.csv").write_text("date,cdi_annual_pct\n2016-01-04,14.00\n")
+    assert RatesSource(landing_dir=str(tmp_path)).use_file()
+    monkeypatch.setenv("B3Q_OFFLINE", "1")
+    assert RatesSource(landing_dir=str(tmp_path / "empty")).use_file()

@@ -1,30 +1,35 @@
 """Risk-free rate source: the landing folder's ``cdi.csv`` (offline default) or the Central Bank."""
 
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 import pandas as pd
 
-from b3quant_models.sources.rates import SGS_BASE_URL, SGS_CDI_ANNUAL_252, RateSource
+from b3quant_models.sources.rates import RATES_FILE_NAME, SGS_BASE_URL, SGS_CDI_ANNUAL_252, RateSource
 
-from ..shared.resources import default_landing_dir
+from ..shared.resources import default_landing_dir, offline
 
 
 class RatesSource(dg.ConfigurableResource):
     """CDI rates for trading days.
 
-    ``mode="file"`` reads ``cdi.csv`` (date, cdi_annual_pct) from the landing folder — the sample
-    market writes it; ``mode="bcb"`` queries the Central Bank's SGS series (``series``, default
-    4389: CDI annualized, 252-day basis) at ``base_url``.
+    ``mode="bcb"`` queries the Central Bank's SGS series (``series``, default 4389: CDI annualized,
+    252-day basis) at ``base_url``; ``mode="file"`` reads ``cdi.csv`` (date, cdi_annual_pct) from the
+    landing folder — the sample market writes it. ``"auto"`` (default) uses the file when the landing
+    folder has one or ``B3Q_OFFLINE=1``, else the Central Bank.
     """
 
-    mode: Literal["file", "bcb"] = "file"
+    mode: Literal["auto", "file", "bcb"] = "auto"
     landing_dir: str = default_landing_dir()
     base_url: str = SGS_BASE_URL
     series: int = SGS_CDI_ANNUAL_252
 
+    def use_file(self) -> bool:
+        if self.mode != "auto":
+            return self.mode == "file"
+        return offline() or (Path(self.landing_dir) / RATES_FILE_NAME).exists()
+
     def rates(self, start, end) -> pd.DataFrame:
-        src = RateSource(
-            self.landing_dir, offline=self.mode == "file", base_url=self.base_url, series=self.series
-        )
+        src = RateSource(self.landing_dir, offline=self.use_file(), base_url=self.base_url, series=self.series)
         return src.rates(start, end)

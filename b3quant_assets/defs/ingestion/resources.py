@@ -1,4 +1,4 @@
-"""Where COTAHIST files come from: a local landing folder (offline, the default) or B3's site."""
+"""Where COTAHIST files come from: the local landing folder first, then (unless offline) B3."""
 
 import datetime as dt
 from pathlib import Path
@@ -13,26 +13,29 @@ from b3quant_models.sources.cotahist_download import (
     LandedFile,
 )
 
-from ..shared.resources import default_landing_dir
+from ..shared.resources import default_landing_dir, offline
 
 
 class CotahistFiles(dg.ConfigurableResource):
     """Daily COTAHIST files for trading-day partitions.
 
-    ``mode="landing"`` only reads files already in ``landing_dir`` (no network: the demo, tests
-    and air-gapped runs). ``mode="b3"`` downloads missing days from ``base_url`` with b3quant's
-    downloader (retries, integrity check, atomic move into the landing folder).
-    Set from the environment with ``B3Q_LANDING_DIR``; the mode in run config or code.
+    The landing folder (``B3Q_LANDING_DIR``) is always looked at first. ``mode="b3"`` downloads
+    missing days from ``base_url`` with b3quant's downloader (retries, integrity check, atomic move
+    into the landing folder); ``mode="landing"`` never does (air-gapped runs, tests); ``"auto"``
+    (default) downloads unless ``B3Q_OFFLINE=1``.
     """
 
-    mode: Literal["landing", "b3"] = "landing"
+    mode: Literal["auto", "landing", "b3"] = "auto"
     landing_dir: str = default_landing_dir()
     base_url: str = B3_BASE_URL
     max_retries: int = 3
 
     def source(self) -> CotahistSource:
         return CotahistSource(
-            self.landing_dir, base_url=self.base_url, offline=self.mode == "landing", max_retries=self.max_retries
+            self.landing_dir,
+            base_url=self.base_url,
+            offline=self.mode == "landing" or (self.mode == "auto" and offline()),
+            max_retries=self.max_retries,
         )
 
     def daily_file(self, day: dt.date) -> LandedFile:
@@ -41,5 +44,5 @@ class CotahistFiles(dg.ConfigurableResource):
         except CotahistNotInLandingError as exc:
             raise CotahistNotInLandingError(
                 f"{exc}. Generate the sample market with `uv run b3q sample-market`, copy B3 files into "
-                f"the landing folder {Path(self.landing_dir)}, or configure cotahist_files mode='b3'."
+                f"the landing folder {Path(self.landing_dir)}, or unset B3Q_OFFLINE to download from B3."
             ) from exc

@@ -26,6 +26,11 @@ def default_duckdb_path() -> str:
     return os.environ.get("B3Q_DUCKDB_PATH", str(data_dir() / "b3quant.duckdb"))
 
 
+def offline() -> bool:
+    """``B3Q_OFFLINE=1``: never reach the network (the demo and tests set it); sources read local files."""
+    return os.environ.get("B3Q_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+
+
 def default_landing_dir() -> str:
     return os.environ.get("B3Q_LANDING_DIR", str(data_dir() / "landing"))
 
