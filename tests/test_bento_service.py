@@ -18,12 +18,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from _pipeline import run_sample_pipeline
 from starlette.testclient import TestClient
 
 from b3quant_models.calendar import previous_session
@@ -38,37 +38,9 @@ GREEKS = ("delta", "gamma", "vega", "theta", "rho")
 @pytest.fixture(scope="module")
 def market_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8 sessions x 2 underlyings through the real pipeline (~12 s, once per module)."""
-    from b3quant_assets.defs.analytics.definitions import defs as analytics_defs
-    from b3quant_assets.defs.analytics.resources import RatesSource
-    from b3quant_assets.defs.ingestion.definitions import defs as ingestion_defs
-    from b3quant_assets.defs.ingestion.resources import CotahistFiles
-    from b3quant_assets.defs.shared.resources import duckdb_io_manager
-    from b3quant_assets.demo import run_demo
-    from b3quant_models.sample_market import SampleMarketConfig, generate_sample_market
-
-    root = tmp_path_factory.mktemp("bento_market")
-    cfg = SampleMarketConfig(seed=5, start=dt.date(2025, 3, 6), n_days=8, underlyings=("PETR4", "VALE3"))
-    manifest = generate_sample_market(root / "landing", cfg)
-    db = root / "b3quant.duckdb"
-    mp = pytest.MonkeyPatch()
-    (root / "dh").mkdir()
-    mp.setenv("DAGSTER_HOME", str(root / "dh"))
-    mp.setenv("B3Q_DUCKDB_PATH", str(db))
-    landing = str(root / "landing")
-    defs = dg.Definitions(
-        assets=[*ingestion_defs.assets, *analytics_defs.assets],
-        resources={
-            "io_manager": duckdb_io_manager(str(db)),
-            "cotahist_files": CotahistFiles(landing_dir=landing),
-            "rates_source": RatesSource(landing_dir=landing),
-        },
-    )
-    try:
-        summary = run_demo(manifest.start, manifest.end, defs=defs, log_level="WARNING")
-    finally:
-        mp.undo()
-    assert summary.ok, summary.render()
-    return db
+    run = run_sample_pipeline(tmp_path_factory.mktemp("bento_market"), seed=5, log_level="WARNING")
+    assert run.summary.ok, run.summary.render()
+    return run.db
 
 
 def _read(db: Path, sql: str) -> pd.DataFrame:

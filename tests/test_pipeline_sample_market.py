@@ -2,48 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
-
-import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-
-from b3quant_assets.defs.analytics.definitions import defs as analytics_defs
-from b3quant_assets.defs.ingestion.definitions import defs as ingestion_defs
-from b3quant_assets.defs.shared.resources import duckdb_io_manager
-from b3quant_assets.demo import run_demo
-from b3quant_models.sample_market import SampleMarketConfig, generate_sample_market
+from _pipeline import SampleRun, run_sample_pipeline
 
 
 @pytest.fixture(scope="module")
-def market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    root = tmp_path_factory.mktemp("market")
-    cfg = SampleMarketConfig(seed=11, start=dt.date(2025, 3, 6), n_days=8, underlyings=("PETR4", "VALE3"))
-    manifest = generate_sample_market(root / "landing", cfg)
-    return root, manifest
+def run(tmp_path_factory: pytest.TempPathFactory) -> SampleRun:
+    return run_sample_pipeline(tmp_path_factory.mktemp("market"), seed=11)
 
 
-def test_pipeline_over_sample_market_matches_truth(market, monkeypatch: pytest.MonkeyPatch) -> None:
-    root, manifest = market
-    db = root / "market.duckdb"
-    monkeypatch.setenv("DAGSTER_HOME", str(root / "dh"))
-    (root / "dh").mkdir(exist_ok=True)
-    monkeypatch.setenv("B3Q_DUCKDB_PATH", str(db))
-    from b3quant_assets.defs.analytics.resources import RatesSource
-    from b3quant_assets.defs.ingestion.resources import CotahistFiles
-
-    landing = str(root / "landing")
-    defs = dg.Definitions(
-        assets=[*ingestion_defs.assets, *analytics_defs.assets],
-        resources={
-            "io_manager": duckdb_io_manager(str(db)),
-            "cotahist_files": CotahistFiles(landing_dir=landing),
-            "rates_source": RatesSource(landing_dir=landing),
-        },
-    )
-    summary = run_demo(manifest.start, manifest.end, defs=defs)
+def test_pipeline_over_sample_market_matches_truth(run: SampleRun) -> None:
+    db, manifest, summary = run.db, run.manifest, run.summary
     assert summary.ok, summary.render()
     assert {"no_butterfly_arbitrage", "no_calendar_arbitrage", "pandera_schema"} <= {c for _, c, _ in summary.checks}
     assert summary.tables["risk_free_rate"] == 8

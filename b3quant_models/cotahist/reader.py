@@ -12,6 +12,7 @@ returned in a quarantine frame with file, line number, raw text and the reason.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import zipfile
@@ -77,17 +78,23 @@ class _StreamState:
 # Opening files (TXT or ZIP) as a byte stream
 
 
-def _open_stream(path: Path) -> tuple[BinaryIO, str, zipfile.ZipFile | None]:
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[tuple[BinaryIO, str]]:
+    """The file's byte stream (the single member of a ZIP, or the TXT) and a display name."""
+    if not path.exists():
+        raise FileNotFoundError(f"COTAHIST file not found: {path}")
     if zipfile.is_zipfile(path):
-        zf = zipfile.ZipFile(path)
-        members = [m for m in zf.namelist() if not m.endswith("/")]
-        if len(members) != 1:
-            zf.close()
-            raise CotahistError(f"{path}: expected one COTAHIST file inside the ZIP, found {members}")
-        return zf.open(members[0]), f"{path.name}:{members[0]}", zf
+        with zipfile.ZipFile(path) as zf:
+            members = [m for m in zf.namelist() if not m.endswith("/")]
+            if len(members) != 1:
+                raise CotahistError(f"{path}: expected one COTAHIST file inside the ZIP, found {members}")
+            with zf.open(members[0]) as stream:
+                yield stream, f"{path.name}:{members[0]}"
+        return
     if path.suffix.lower() == ".zip":
         raise CotahistError(f"{path}: not a valid ZIP archive (truncated or corrupted download?)")
-    return open(path, "rb"), path.name, None
+    with open(path, "rb") as stream:
+        yield stream, path.name
 
 
 def _iter_line_chunks(stream: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
@@ -496,33 +503,19 @@ def iter_cotahist(
     transaction it can roll back.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"COTAHIST file not found: {path}")
-    stream, name, zf = _open_stream(path)
-    st = _StreamState(name=name)
-    try:
+    with _opened(path) as (stream, name):
+        st = _StreamState(name=name)
         for b in _iter_stream(stream, st, path, chunk_bytes):
             yield b.quotes, b.quarantine
-    finally:
-        stream.close()
-        if zf is not None:
-            zf.close()
     _finish(st, path)
 
 
 def read_cotahist_with_quarantine(path: str | Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> CotahistRead:
     """Read a whole file: quotes, quarantined lines and the header/trailer facts."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"COTAHIST file not found: {path}")
-    stream, name, zf = _open_stream(path)
-    st = _StreamState(name=name)
-    try:
+    with _opened(path) as (stream, name):
+        st = _StreamState(name=name)
         return _collect(_iter_stream(stream, st, path, chunk_bytes), st, path)
-    finally:
-        stream.close()
-        if zf is not None:
-            zf.close()
 
 
 def read_cotahist(path: str | Path) -> pd.DataFrame:
