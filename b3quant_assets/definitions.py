@@ -1,17 +1,21 @@
-"""The code location: every domain's Definitions merged, plus the shared IO manager."""
+"""The code location: every domain's Definitions merged, plus the shared IO manager.
+
+Domains are imported as modules (not their ``defs`` objects) because Dagster refuses a module
+that holds more than one ``Definitions`` at module scope.
+"""
 
 import dagster as dg
 
-from .defs.analytics.definitions import defs as analytics_defs
-from .defs.ingestion.definitions import defs as ingestion_defs
-from .defs.models.definitions import defs as models_defs
-from .defs.serving.definitions import defs as serving_defs
+from .defs.analytics import definitions as analytics
+from .defs.ingestion import definitions as ingestion
+from .defs.models import definitions as models
+from .defs.serving import definitions as serving
 from .defs.shared.resources import duckdb_io_manager
 
 defs = dg.Definitions.merge(
-    ingestion_defs,
-    analytics_defs,
-    models_defs,
-    serving_defs,
+    ingestion.defs,
+    analytics.defs,
+    models.defs,
+    serving.defs,
     dg.Definitions(resources={"io_manager": duckdb_io_manager()}),
 )
