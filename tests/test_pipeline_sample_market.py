@@ -35,3 +35,19 @@ def test_pipeline_over_sample_market_matches_truth(run: SampleRun) -> None:
     # Fixed-shape grid: 2 underlyings x 5 tenors x 5 deltas per day.
     assert len(grid) == 8 * 2 * 5 * 5
     assert surf.loc[surf["status"] == "ok", "rmse_vol_pts"].median() < 2.0
+
+
+def test_surface_plots_are_attached_once_not_per_partition(run: SampleRun) -> None:
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(run.db.parent / "dh")))
+    key = dg.AssetKey("surface_grid_points")
+    mats = instance.fetch_materializations(key, limit=100).records
+    assert len(mats) == 8
+    assert not any("data:image/png" in str(m.asset_materialization.metadata) for m in mats)
+    obs = instance.fetch_observations(key, limit=10).records
+    assert [o.asset_observation.partition for o in obs] == [str(run.manifest.end)]
+    images = obs[0].asset_observation.metadata
+    assert {"surface_PETR4", "surface_VALE3"} <= set(images)
+    assert "data:image/png;base64," in images["surface_PETR4"].value

@@ -1,6 +1,5 @@
 """Surface assets: per-day SVI/SSVI fits with arbitrage checks, and the fixed tenor × delta grid."""
 
-import base64
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +9,7 @@ from b3quant_models.option_iv import surface_quotes
 from b3quant_models.surface import butterfly_violations, calendar_violations, plot_surface, surface_grid
 from b3quant_models.surface.batch import fit_surfaces_by_day
 
+from ..shared.checks import png_markdown
 from ..shared.partitions import single_run_backfill, trading_day_partitions
 from ..shared.resources import data_dir
 from .assets import GROUP
@@ -116,8 +116,13 @@ def surface_grid_points(context: dg.AssetExecutionContext, iv_surface: pd.DataFr
         "points": len(grid),
         "extrapolated_share": float(grid["extrapolated"].mean()) if len(grid) else 0.0,
     }
-    for und, (png, path) in plots.items():
-        b64 = base64.b64encode(png).decode()
-        meta[f"surface_{und}"] = dg.MetadataValue.md(f"![{und}](data:image/png;base64,{b64})")
-        meta[f"surface_{und}_file"] = dg.MetadataValue.path(str(path))
+    if plots:
+        meta["plots"] = dg.MetadataValue.path(str(next(iter(plots.values()))[1].parent))
+        # Output metadata is copied onto every partition of a range run; the pictures (~80 kB each)
+        # go once, as an observation of the last day, so a year's backfill stays small.
+        images = {f"surface_{und}": png_markdown(png, und) for und, (png, _) in plots.items()}
+        context.log_event(
+            dg.AssetObservation(asset_key="surface_grid_points", partition=str(days[-1].date()), metadata=images)
+        )
     return dg.Output(grid, metadata=meta)
+

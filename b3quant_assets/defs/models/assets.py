@@ -1,6 +1,5 @@
 """Features, training set, one asset per trained model, and their comparison against baselines."""
 
-import base64
 from pathlib import Path
 
 import dagster as dg
@@ -9,7 +8,7 @@ import pandas as pd
 from b3quant_models.features import FEATURES_SCHEMA, build_option_features, build_targets
 from b3quant_models.models.training import OPTIMAL, train_and_evaluate
 
-from ..shared.checks import pandera_check_result, pandera_check_spec, table_preview
+from ..shared.checks import pandera_check_result, pandera_check_spec, png_markdown, table_preview
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from ..shared.resources import default_landing_dir
 from .resources import MlflowTracking, model_store_dir
@@ -94,9 +93,6 @@ def training_set(
     return df
 
 
-def _png_md(png: bytes, alt: str) -> dg.MetadataValue:
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
-
 
 def _train(context: dg.AssetExecutionContext, name: str, config: TrainingConfig, ts: pd.DataFrame, mlflow):
     targets = ts[["trade_date", "ticker", "iv", "iv_next", "target_date"]]
@@ -121,7 +117,7 @@ def _train(context: dg.AssetExecutionContext, name: str, config: TrainingConfig,
         **{f"test_{k}": float(v) for k, v in res.test_metrics.items() if isinstance(v, int | float)},
     }
     for plot_name, png in list(res.plots.items())[:3]:
-        meta[f"plot_{plot_name}"] = _png_md(png, plot_name)
+        meta[f"plot_{plot_name}"] = png_markdown(png, plot_name)
     context.add_output_metadata(meta)
     return {
         "model_name": name,
@@ -185,7 +181,7 @@ def model_comparison(context: dg.AssetExecutionContext, **models) -> pd.DataFram
     context.add_output_metadata(
         {
             "comparison": dg.MetadataValue.md(table.to_markdown(index=False)),
-            "plot": _png_md(comparison_plot(table), "RMSE by model"),
+            "plot": png_markdown(comparison_plot(table), "RMSE by model"),
         }
     )
     return table

@@ -1,6 +1,8 @@
-"""pandera validation reported as Dagster asset-check results (counts and sample rows in the UI)."""
+"""Metadata for the UI: pandera validation as asset-check results (counts, sample rows), previews, images."""
 
 from __future__ import annotations
+
+import base64
 
 import dagster as dg
 import pandas as pd
@@ -45,3 +47,8 @@ def pandera_check_result(asset: str, schema: pa.DataFrameSchema, df: pd.DataFram
 
 def table_preview(df: pd.DataFrame, n: int = 5) -> dg.MetadataValue:
     return dg.MetadataValue.md(df.head(n).to_markdown(index=False)) if len(df) else dg.MetadataValue.md("_empty_")
+
+
+def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
+    """A PNG inline in markdown metadata (the UI renders it under "Show Markdown")."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
