@@ -62,11 +62,11 @@ def run_demo(
     res = job.execute_in_process(asset_selection=part, tags=tags, **run)
     results = [res]
     if res.success and glob:
-        from b3quant_assets.defs.models.assets import TRAINED_MODELS, training_config_for
+        from b3quant_assets.defs.models.assets import ALL_MODEL_ASSETS, training_config_for
 
         sessions = len(trading_day_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(str(first), str(last))))
         cfg = training_config_for(sessions)
-        ops = {f"{m}_model": {"config": cfg} for m in TRAINED_MODELS}
+        ops = {m: {"config": cfg} for m in ALL_MODEL_ASSETS}
         run["run_config"] = {**quiet, "ops": ops}
         results.append(job.execute_in_process(asset_selection=glob, **run))
     ok = all(r.success for r in results)

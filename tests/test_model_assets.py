@@ -6,13 +6,20 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
-from b3quant_assets.defs.models.assets import model_assets, model_comparison, training_config_for
+from b3quant_assets.defs.models.assets import grid_model_assets, model_assets, model_comparison, training_config_for
 from b3quant_assets.defs.models.resources import MlflowTracking
 from b3quant_assets.defs.serving.assets import BentoModelStore, decide, promoted_model
-from b3quant_models.features import build_option_features, build_targets
+from b3quant_models.features import (
+    GRID_KEY_COLUMNS,
+    build_grid_features,
+    build_grid_targets,
+    build_option_features,
+    build_targets,
+)
 from b3quant_models.features.synthetic import toy_market
 from b3quant_models.models import load_model
 from b3quant_models.models.tracking import local_tracking_uri
@@ -27,29 +34,47 @@ def toy_training_set() -> pd.DataFrame:
     return feats.merge(t, on=["trade_date", "ticker"]).merge(truth, on=["trade_date", "ticker"], how="left")
 
 
-def test_models_train_log_and_compare(toy_training_set: pd.DataFrame, tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture(scope="module")
+def toy_grid_training_set() -> pd.DataFrame:
+    m = toy_market(70, 2, seed=5)
+    feats = build_grid_features(m["surface_grid"], m["underlying_quotes"])
+    t = build_grid_targets(m["surface_grid"])[[*GRID_KEY_COLUMNS, "iv_next", "target_date"]]
+    return feats.merge(t, on=GRID_KEY_COLUMNS)
+
+
+def test_models_train_log_and_compare(
+    toy_training_set: pd.DataFrame, toy_grid_training_set: pd.DataFrame, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("B3Q_DATA_DIR", str(tmp_path))
 
     @dg.asset(name="training_set")
     def training_set_stub() -> pd.DataFrame:
         return toy_training_set
 
+    @dg.asset(name="grid_training_set")
+    def grid_training_set_stub() -> pd.DataFrame:
+        return toy_grid_training_set
+
     uri = local_tracking_uri(tmp_path / "mlflow")
     cfg = {**training_config_for(70), "n_trials": 2, "timeout_s": 30.0, "shap_sample": 200}
     store = tmp_path / "bentoml_models"
+    assets = [training_set_stub, grid_training_set_stub, *model_assets, *grid_model_assets]
     res = dg.materialize(
-        [training_set_stub, *model_assets, model_comparison, promoted_model],
+        [*assets, model_comparison, promoted_model],
         resources={
             "mlflow": MlflowTracking(tracking_uri=uri, experiment="test"),
             "io_manager": dg.mem_io_manager,
             "model_io_manager": dg.mem_io_manager,
             "bento_store": BentoModelStore(models_dir=str(store)),
         },
-        run_config={"ops": {"xgboost_model": {"config": cfg}, "lightgbm_model": {"config": cfg}}},
+        run_config={"ops": {m: {"config": cfg} for m in ("xgboost_model", "lightgbm_model", "xgboost_grid_model")}},
     )
     assert res.success
     table = res.output_for_node("model_comparison")
-    assert set(table["trained_model"]) == {"xgboost", "lightgbm"}
+    assert set(table["trained_model"]) == {"xgboost", "lightgbm", "xgboost_grid"}
+    assert set(table["target"]) == {"per option series", "per surface-grid point"}
+    grid = table[table["trained_model"] == "xgboost_grid"].set_index("forecaster")["rmse_vol_pts"]
+    assert "persistence" in grid.index and np.isfinite(grid["xgboost"])
     assert {"persistence", "optimal (ground truth)"} <= set(table["forecaster"])
 
     out = res.output_for_node("xgboost_model")

@@ -5,7 +5,15 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from b3quant_models.features import FEATURES_SCHEMA, build_option_features, build_targets
+from b3quant_models.features import (
+    FEATURES_SCHEMA,
+    GRID_KEY_COLUMNS,
+    KEY_COLUMNS,
+    build_grid_features,
+    build_grid_targets,
+    build_option_features,
+    build_targets,
+)
 from b3quant_models.models.training import OPTIMAL, train_and_evaluate
 
 from ..shared.checks import pandera_check_result, pandera_check_spec, png_markdown, table_preview
@@ -94,18 +102,40 @@ def training_set(
 
 
 
-def _train(context: dg.AssetExecutionContext, name: str, config: TrainingConfig, ts: pd.DataFrame, mlflow):
-    targets = ts[["trade_date", "ticker", "iv", "iv_next", "target_date"]]
-    truth = ts[["trade_date", "ticker", OPTIMAL]] if OPTIMAL in ts.columns else None
+@dg.asset(
+    group_name=GROUP,
+    ins={"surface_grid_points": dg.AssetIn(), "underlying_quotes": dg.AssetIn()},
+    compute_kind="pandas",
+)
+def grid_training_set(
+    context: dg.AssetExecutionContext, surface_grid_points: pd.DataFrame, underlying_quotes: pd.DataFrame
+) -> pd.DataFrame:
+    """Per surface-grid point (underlying × tenor × delta) and day: features and the next session's IV
+    at the same point — the fixed-shape target the sequence and vision models will share."""
+    feats = build_grid_features(surface_grid_points, underlying_quotes)
+    targets = build_grid_targets(surface_grid_points)[[*GRID_KEY_COLUMNS, "iv_next", "target_date"]]
+    df = feats.merge(targets, on=GRID_KEY_COLUMNS, how="inner").sort_values(GRID_KEY_COLUMNS).reset_index(drop=True)
+    context.add_output_metadata({"rows": len(df), "sessions": int(df["trade_date"].nunique()) if len(df) else 0})
+    return df
+
+
+def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: TrainingConfig, ts: pd.DataFrame, mlflow):
+    """Train registry model ``kind``; ``name`` labels the run, the saved model and the comparison row."""
+    keys = KEY_COLUMNS if "ticker" in ts.columns else GRID_KEY_COLUMNS
+    targets = ts[[*keys, "iv", "iv_next", "target_date"]]
+    truth = ts[[*keys, OPTIMAL]] if OPTIMAL in ts.columns else None
     features = ts.drop(columns=[c for c in ("iv_next", "target_date", OPTIMAL) if c in ts.columns])
     context.log.info(f"tuning {name}: {config.n_trials} Optuna trials (timeout {config.timeout_s:.0f} s)")
     res = train_and_evaluate(
-        features, targets, name, n_trials=config.n_trials, timeout=config.timeout_s, seed=config.seed,
+        features, targets, kind, n_trials=config.n_trials, timeout=config.timeout_s, seed=config.seed,
         truth=truth, n_folds=config.n_folds, test_days=config.test_days, val_days=config.val_days,
         purge_days=config.purge_days,
         min_train_days=config.min_train_days, shap_sample=config.shap_sample,
     )  # fmt: skip
-    run_id = res.log_to_mlflow(mlflow.uri(), mlflow.experiment, tags={"dagster_run_id": context.run_id})
+    run_id = res.log_to_mlflow(
+        mlflow.uri(), mlflow.experiment, tags={"dagster_run_id": context.run_id, "asset": context.asset_key.path[-1]},
+        run_name=name,
+    )
     model_dir = res.model.save(model_store_dir() / name / run_id)
     (Path(model_dir) / "MODEL_CARD.md").write_text(res.model_card)
     meta = {
@@ -133,24 +163,27 @@ def _train(context: dg.AssetExecutionContext, name: str, config: TrainingConfig,
     }
 
 
-def _model_asset(name: str):
+def _model_asset(name: str, dataset: str = "training_set", suffix: str = "_model"):
+    what = "per option series" if dataset == "training_set" else "per surface-grid point"
+
     @dg.asset(
-        name=f"{name}_model",
+        name=f"{name}{suffix}",
         group_name=GROUP,
+        ins={"dataset": dg.AssetIn(dataset)},
         io_manager_key="model_io_manager",
         compute_kind=name,
-        description=f"{name} next-day IV forecaster: Optuna-tuned on walk-forward folds, scored on the "
-        "held-out test block against persistence (and the optimal floor), logged to MLflow.",
+        description=f"{name} next-day IV forecaster ({what}): Optuna-tuned on walk-forward folds, scored on "
+        "the held-out test block against persistence (and the optimal floor), logged to MLflow.",
     )
-    def _asset(
-        context: dg.AssetExecutionContext, config: TrainingConfig, mlflow: MlflowTracking, training_set: pd.DataFrame
-    ):
-        return _train(context, name, config, training_set, mlflow)
+    def _asset(context: dg.AssetExecutionContext, config: TrainingConfig, mlflow: MlflowTracking, dataset):
+        label = f"{name}{suffix.removesuffix('_model')}"
+        return _train(context, name, label, config, dataset, mlflow) | {"target": what}
 
     return _asset
 
 
-TRAINED_MODELS = ("xgboost", "lightgbm")
+TRAINED_MODELS = ("xgboost", "lightgbm")  # per option series: what the service predicts and promotion picks
+GRID_MODELS = ("xgboost",)  # per grid point
 
 
 def training_config_for(n_sessions: int) -> dict:
@@ -162,11 +195,13 @@ def training_config_for(n_sessions: int) -> dict:
         "min_train_days": min(d.min_train_days, n_sessions // 4),
     }
 model_assets = [_model_asset(n) for n in TRAINED_MODELS]
+grid_model_assets = [_model_asset(n, "grid_training_set", "_grid_model") for n in GRID_MODELS]
+ALL_MODEL_ASSETS = [*(f"{n}_model" for n in TRAINED_MODELS), *(f"{n}_grid_model" for n in GRID_MODELS)]
 
 
 @dg.asset(
     group_name=GROUP,
-    ins={f"{n}_model": dg.AssetIn(f"{n}_model") for n in TRAINED_MODELS},
+    ins={name: dg.AssetIn(name) for name in ALL_MODEL_ASSETS},
     compute_kind="pandas",
 )
 def model_comparison(context: dg.AssetExecutionContext, **models) -> pd.DataFrame:
@@ -174,7 +209,8 @@ def model_comparison(context: dg.AssetExecutionContext, **models) -> pd.DataFram
     rows = []
     for m in models.values():
         t = m["metrics_table"].copy()
-        t.insert(0, "trained_model", m["model_name"])
+        t.insert(0, "target", m["target"])
+        t.insert(1, "trained_model", m["model_name"])
         t["mlflow_run_id"] = m["mlflow_run_id"]
         rows.append(t)
     table = pd.concat(rows, ignore_index=True)
@@ -193,6 +229,7 @@ def comparison_plot(table: pd.DataFrame) -> bytes:
 
     from matplotlib.figure import Figure
 
+    table = table[table["target"] == table["target"].iloc[0]]  # the per-series models and their baselines
     agg = table.groupby("forecaster", sort=False)["rmse_vol_pts"].first()
     fig = Figure(figsize=(6, 3.2), dpi=110)
     ax = fig.subplots()
