@@ -111,3 +111,14 @@ def test_models_train_log_and_compare(
     again = decide(candidates, rows, load_model(winner["model_dir"]))
     assert not again["promote"] and "kept" in again["reason"]
     assert again["production_test_rmse_vol_pts"] == pytest.approx(again["winner_test_rmse_vol_pts"])
+
+
+def test_grid_training_set_keeps_points_quoted_on_both_days() -> None:
+    from b3quant_assets.defs.models.assets import grid_training_set
+
+    m = toy_market(30, 2, seed=3)
+    grid = m["surface_grid"].copy()
+    grid["extrapolated"] = grid["tenor_days"] >= 126  # as the real grid flags long tenors
+    out = grid_training_set(dg.build_asset_context(), grid, m["underlying_quotes"])
+    assert len(out) and (out["tenor_days"] < 126).all() and (out["extrapolated"] == 0).all()
+    assert out["iv_next"].notna().all()

@@ -111,12 +111,29 @@ def grid_training_set(
     context: dg.AssetExecutionContext, surface_grid_points: pd.DataFrame, underlying_quotes: pd.DataFrame
 ) -> pd.DataFrame:
     """Per surface-grid point (underlying × tenor × delta) and day: features and the next session's IV
-    at the same point — the fixed-shape target the sequence and vision models will share."""
+    at the same point — the fixed-shape target the sequence and vision models will share.
+
+    Only points inside the quoted range on both days are kept: an extrapolated point (long tenors,
+    far wings) is an artifact of the fit, and its day-to-day change is mostly fit noise (measured on
+    the sample market: 16 vol points RMSE at 252 days against 2 at 21 days)."""
     feats = build_grid_features(surface_grid_points, underlying_quotes)
     targets = build_grid_targets(surface_grid_points)[[*GRID_KEY_COLUMNS, "iv_next", "target_date"]]
-    df = feats.merge(targets, on=GRID_KEY_COLUMNS, how="inner").sort_values(GRID_KEY_COLUMNS).reset_index(drop=True)
-    context.add_output_metadata({"rows": len(df), "sessions": int(df["trade_date"].nunique()) if len(df) else 0})
-    return df
+    df = feats.merge(targets, on=GRID_KEY_COLUMNS, how="inner")
+    point = GRID_KEY_COLUMNS[1:]
+    flags = surface_grid_points.rename(
+        columns={"underlying": "underlying_ticker", "trade_date": "target_date", "extrapolated": "extrap_next"}
+    )[["target_date", *point, "extrap_next"]]
+    df = df.merge(flags, on=["target_date", *point], how="left")
+    quoted = (df["extrapolated"] == 0) & df["extrap_next"].eq(False)
+    out = df[quoted].drop(columns=["extrap_next"]).sort_values(GRID_KEY_COLUMNS).reset_index(drop=True)
+    context.add_output_metadata(
+        {
+            "rows": len(out),
+            "dropped_extrapolated_rows": int((~quoted).sum()),
+            "sessions": int(out["trade_date"].nunique()) if len(out) else 0,
+        }
+    )
+    return out
 
 
 def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: TrainingConfig, ts: pd.DataFrame, mlflow):
