@@ -74,10 +74,22 @@ class B3QuantService:
     def __init__(self) -> None:
         self.store: MarketStore = get_store()
         self.forecaster = forecast.load_forecaster()
+        self.lookbacks = forecast.lookbacks_for(self.forecaster.model)
         # JIT-compile the numba solver now, not on the first request (it takes seconds, once).
         implied_vol_with_reason([10.0], [100.0], [100.0], [0.25], [0.1], [True])
+        # Build the latest day's predict_iv context now too, so the first request does not pay for it.
+        try:
+            if (latest := self.store.snapshot().latest) is not None:
+                self._day_context(latest)
+        except StoreUnavailable as e:
+            logger.warning("predict_iv context not preloaded: %s", e)
         logger.info("b3quant service: DuckDB %s (present: %s), model %s", self.store.path,
                     self.store.available(), self.forecaster.version)
+
+    def _day_context(self, day: dt.date) -> forecast.DayContext:
+        """The day's request-independent feature inputs, loaded once per day and DuckDB file version."""
+        return self.store.cached(("day_context", day, self.lookbacks),
+                                 lambda db: forecast.load_day_context(db, day, self.lookbacks))
 
     def __is_ready__(self) -> bool:
         """Not ready without a readable DuckDB file: surfaces, forecasts and default dates/rates need it."""
@@ -211,10 +223,10 @@ class B3QuantService:
             raise NotFound(f"trade_date: no stored risk-free rate for {day}")
         f = self.forecaster
         try:
-            with self.store.session() as db:
-                req, feats = forecast.forecast_features(db, contracts, day, rate, forecast.lookbacks_for(f.model))
+            ctx = self._day_context(day)
         except StoreUnavailable as e:
             raise ServiceUnavailable(str(e)) from e
+        req, feats = forecast.forecast_features(self.store, contracts, day, rate, self.lookbacks, context=ctx)
         dup = req["ticker"][req["ticker"].duplicated()]
         if len(dup):
             i = int(dup.index[0])

@@ -1,10 +1,11 @@
 """Read-only access to the platform's DuckDB file for the service.
 
 DuckDB allows one writer *process*: while Dagster materializes a partition, read-only opens fail, and a
-long-lived read-only handle would in turn block the writer. So every read opens a short read-only
-connection and closes it, and the small per-day lookups the hot path needs (stored days, rates,
-underlyings) are cached in a ``Snapshot`` that is reloaded only when the file's mtime/size change; a
-locked file with a cached snapshot keeps serving the snapshot.
+long-lived read-only handle would in turn block the writer. So every load opens a short read-only
+connection and closes it, and what the hot path needs is loaded once per *version* of the file (its
+mtime/size) and kept in memory: the per-day lookups (``Snapshot``: stored days, rates, underlyings) and
+whatever else callers put in ``MarketStore.cached`` (the predict_iv day context). Requests then only
+stat the file; a locked file keeps serving the last loaded version.
 """
 
 from __future__ import annotations
@@ -12,16 +13,22 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CACHE_ENTRIES = 6  # the snapshot plus a few days' predict_iv contexts
+RETRY_LOCKED_S = 1.0  # while a writer holds the file, retry a reload at most this often
+T = TypeVar("T")
 
 
 def duckdb_path() -> Path:
@@ -56,8 +63,8 @@ class MarketStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._snap: Snapshot | None = None
-        self._key: tuple[int, int] | None = None
+        # key -> (file version, value, monotonic time of the last failed reload or 0)
+        self._cache: OrderedDict[Hashable, tuple[tuple[int, int], Any, float]] = OrderedDict()
 
     def available(self) -> bool:
         return self.path.is_file()
@@ -91,26 +98,49 @@ class MarketStore:
         finally:
             con.close()
 
-    def snapshot(self) -> Snapshot:
-        """The cached per-day lookups, reloaded when the file changes (stat only on the hot path)."""
+    def version(self) -> tuple[int, int]:
+        """(mtime_ns, size) of the file: a cheap stat that changes whenever a writer commits."""
         try:
             st = self.path.stat()
         except FileNotFoundError:
             raise StoreUnavailable(f"DuckDB file not found at {self.path} (set B3Q_DUCKDB_PATH)") from None
-        key = (st.st_mtime_ns, st.st_size)
-        if self._snap is not None and key == self._key:
-            return self._snap
+        return st.st_mtime_ns, st.st_size
+
+    def cached(self, key: Hashable, load: Callable[[MarketStore], T]) -> T:
+        """``load(session)`` computed once per file version and kept in memory (``CACHE_ENTRIES`` values,
+        the least recently loaded dropped first; other keys of an older version reload when next asked for).
+
+        The hot path only stats the file. When the file changed the value is reloaded on one connection
+        (one loader at a time, so a burst of requests waits for one load instead of running N); when the
+        reload fails because a writer holds the file, the last value keeps being served, and the reload
+        is retried at most every ``RETRY_LOCKED_S`` so requests do not queue behind failing opens.
+        """
+        ver = self.version()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == ver:
+            return hit[1]
         with self._lock:
-            if self._snap is not None and key == self._key:
-                return self._snap
+            hit = self._cache.get(key)
+            ver = self.version()
+            if hit is not None and (hit[0] == ver or time.monotonic() - hit[2] < RETRY_LOCKED_S):
+                return hit[1]
             try:
-                snap = self._load_snapshot()
+                with self.session() as db:
+                    value = load(db)
             except StoreUnavailable:
-                if self._snap is not None:  # locked by a writer: keep serving what we had
-                    return self._snap
-                raise
-            self._snap, self._key = snap, key
-            return snap
+                if hit is None or not self.path.is_file():
+                    raise
+                self._cache[key] = (hit[0], hit[1], time.monotonic())  # locked: keep serving what we had
+                return hit[1]
+            self._cache[key] = (ver, value, 0.0)
+            self._cache.move_to_end(key)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+            return value
+
+    def snapshot(self) -> Snapshot:
+        """The cached per-day lookups, reloaded when the file changes (stat only on the hot path)."""
+        return self.cached("snapshot", MarketStore._load_snapshot)
 
     def _load_snapshot(self) -> Snapshot:
         pairs = self.query("SELECT DISTINCT trade_date, underlying_ticker FROM b3.option_iv")
@@ -144,30 +174,18 @@ class MarketStore:
         return df["underlying"].tolist()
 
     # ------------------------------------------------------------------------------------------ features
-    def options_on(self, day: dt.date, underlyings: Iterable[str]) -> pd.DataFrame:
-        """Every stored option row of ``underlyings`` on ``day`` (to match request contracts to tickers)."""
-        return self.query(
-            "SELECT * FROM b3.option_iv WHERE trade_date = ? AND list_contains(?, underlying_ticker)",
-            [pd.Timestamp(day), sorted(set(underlyings))],
-        )
+    def options_on(self, day: dt.date) -> pd.DataFrame:
+        """Every stored option row of ``day`` (to match request contracts to stored tickers)."""
+        return self.query("SELECT * FROM b3.option_iv WHERE trade_date = ?", [pd.Timestamp(day)])
 
-    def series_history(self, day: dt.date, series: pd.DataFrame) -> pd.DataFrame:
-        """All stored rows strictly before ``day`` of the (ticker, expiry) series in ``series``."""
-        keys = {(str(t), pd.Timestamp(e)) for t, e in zip(series["ticker"], series["expiry"], strict=True)}
-        df = self.query(
-            "SELECT * FROM b3.option_iv WHERE trade_date < ? AND list_contains(?, ticker)",
-            [pd.Timestamp(day), sorted({t for t, _ in keys})],
-        )
-        hit = [(t, pd.Timestamp(e)) in keys for t, e in zip(df["ticker"], df["expiry"], strict=True)]
-        return df.loc[hit].reset_index(drop=True)
-
-    def one_valid_row_per_underlying(self, day: dt.date) -> pd.DataFrame:
-        """One row with a usable IV per underlying on ``day``: it makes the underlying count in the
-        same-day market factors exactly as it does in the batch feature table."""
+    def live_series_history(self, day: dt.date) -> pd.DataFrame:
+        """Rows strictly before ``day`` with a usable IV (``valid_iv_rows``' filter) of series still alive
+        on ``day``: the only history a request contract's series features can use (expired ones get a 400)."""
+        ts = pd.Timestamp(day)
         return self.query(
-            "SELECT * FROM b3.option_iv WHERE trade_date = ? AND iv_reason = 'ok' AND isfinite(iv) AND iv > 0 "
-            "QUALIFY row_number() OVER (PARTITION BY underlying_ticker ORDER BY ticker, expiry) = 1",
-            [pd.Timestamp(day)],
+            "SELECT * FROM b3.option_iv WHERE trade_date < ? AND expiry > ? AND iv_reason = 'ok' "
+            "AND isfinite(iv) AND iv > 0",
+            [ts, ts],
         )
 
     def recent_surfaces(self, day: dt.date, underlyings: Iterable[str], n_days: int) -> pd.DataFrame:
@@ -180,13 +198,16 @@ class MarketStore:
             [pd.Timestamp(day), sorted(set(underlyings)), n_days],
         )
 
-    def recent_underlying_quotes(self, day: dt.date, underlyings: Iterable[str], n_days: int) -> pd.DataFrame:
-        """b3.underlying_quotes rows of the last ``n_days`` quoted days <= ``day`` per underlying ticker."""
+    def underlying_quotes_until(self, day: dt.date, underlyings: Iterable[str]) -> pd.DataFrame:
+        """All b3.underlying_quotes rows <= ``day`` of the given tickers.
+
+        The whole history, not a window: pandas' rolling means are running sums, so their last bits
+        depend on where the series starts, and the batch feature table starts at the first stored day.
+        """
         return self.query(
-            "SELECT * FROM (SELECT *, dense_rank() OVER (PARTITION BY ticker ORDER BY trade_date DESC) AS rk "
-            "FROM b3.underlying_quotes WHERE trade_date <= ? AND list_contains(?, ticker)) WHERE rk <= ?",
-            [pd.Timestamp(day), sorted(set(underlyings)), n_days],
-        ).drop(columns="rk")
+            "SELECT * FROM b3.underlying_quotes WHERE trade_date <= ? AND list_contains(?, ticker)",
+            [pd.Timestamp(day), sorted(set(underlyings))],
+        )
 
 
 def _run(con: duckdb.DuckDBPyConnection, path: Path, sql: str, params: Iterable[object]) -> pd.DataFrame:

@@ -393,8 +393,105 @@ def test_predict_iv_with_promoted_model_equals_batch_path(market_db: Path, table
     assert not np.array_equal(want.to_numpy(), batch["iv"].to_numpy())  # a real model, not persistence
 
 
-def test_predict_iv_concurrent_requests_all_succeed(market_db: Path, monkeypatch) -> None:
-    """Regression: concurrent feature reads once failed inside DuckDB (registered frames across threads)."""
+def _request_rows(tables, day: dt.date) -> list[dict]:
+    """A mixed predict_iv request for ``day``: stored quotes as they are, stored series with another quote,
+    a given IV, and contracts that were never listed (no history), on both underlyings."""
+    _, stored = _contracts(tables, day)
+    same = stored[::3]
+    bumped = [{**c, "price": round(c["price"] + 0.05, 2)} for c in stored[1::6] if c["price"]]
+    given = [{**stored[2], "iv": 0.37}]
+    expiry = max(c["expiry"] for c in stored)
+    new = [{"underlying": u, "option_type": o, "strike": k, "expiry": expiry, "price": 1.5}
+           for u, o, k in (("PETR4", "call", 37.77), ("VALE3", "put", 51.11))]
+    return same + bumped + given + new
+
+
+@pytest.mark.parametrize("reuse", [True, False], ids=["stored-features", "general-path"])
+@pytest.mark.parametrize("days_back", [0, 3])
+def test_predict_iv_features_equal_batch_table_with_the_request_rows(market_db: Path, tables, reuse: bool,
+                                                                      days_back: int) -> None:
+    """Skew test for any request: the served feature rows equal build_option_features over the stored
+    tables with the request's option_iv rows in place of that day's stored rows of the same series, both
+    through the precomputed stored-series features and the general path."""
+    import dataclasses
+
+    from b3quant_models.features import build_option_features
+    from bento import forecast
+    from bento.schemas import ForecastRow
+    from bento.store import MarketStore
+
+    store = MarketStore(market_db)
+    snap = store.snapshot()
+    day = snap.days[-1 - days_back]
+    with store.session() as db:
+        ctx = forecast.load_day_context(db, day, (5, 10, 21))
+    if not reuse:
+        ctx = dataclasses.replace(ctx, stored_quotes={})
+    rows = [ForecastRow(**x) for x in _request_rows(tables, day)]
+    req, served = forecast.forecast_features(store, rows, day, snap.rates[day], (5, 10, 21), context=ctx)
+    n_stored = len(_contracts(tables, day)[1][::3])
+    assert ctx.stored_hits(req).tolist() == [reuse] * n_stored + [False] * (len(rows) - n_stored)
+
+    iv = tables["option_iv"]
+    replaced = (iv["trade_date"].dt.date == day) & iv["ticker"].isin(req["ticker"])
+    option_iv = pd.concat([iv[~replaced], req[iv.columns]], ignore_index=True)
+    batch = build_option_features(option_iv, tables["iv_surface"], tables["underlying_quotes"])
+    batch = batch[(batch["trade_date"].dt.date == day) & batch["ticker"].isin(req["ticker"])]
+    assert not req["ticker"].duplicated().any()
+    assert len(served) == len(batch) == (req["iv_reason"] == "ok").sum() > 10
+    pd.testing.assert_frame_equal(served.reset_index(drop=True), batch.reset_index(drop=True), check_exact=True)
+
+
+def test_stored_feature_reuse_ignores_only_columns_the_builder_never_reads(tables) -> None:
+    """The reuse check skips NOT_FEATURE_INPUTS: changing them must not change any feature."""
+    from b3quant_models.features import build_option_features
+    from bento.forecast import NOT_FEATURE_INPUTS
+
+    iv = tables["option_iv"]
+    changed = iv.copy()
+    for c in NOT_FEATURE_INPUTS:
+        changed[c] = changed[c] * 7 + 3
+    args = (tables["iv_surface"], tables["underlying_quotes"])
+    pd.testing.assert_frame_equal(build_option_features(changed, *args), build_option_features(iv, *args),
+                                  check_exact=True)
+
+
+def test_store_cache_reloads_on_change_and_serves_last_version_while_locked(market_db: Path, tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    from bento import store as store_mod
+
+    db = tmp_path / "copy.duckdb"
+    db.write_bytes(market_db.read_bytes())
+    s = store_mod.MarketStore(db)
+    calls = []
+
+    def load(session) -> int:
+        calls.append(1)
+        return int(session.query("SELECT count(*) AS n FROM b3.option_iv")["n"].iloc[0])
+
+    n = s.cached("k", load)
+    assert s.cached("k", load) == n and len(calls) == 1  # same file version: no database access
+    st = db.stat()
+    os.utime(db, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert s.cached("k", load) == n and len(calls) == 2  # new version: reloaded once
+
+    writer = duckdb.connect(str(db))  # a writer holds the file: read-only opens fail
+    try:
+        writer.execute("DELETE FROM b3.option_iv WHERE ticker IN (SELECT ticker FROM b3.option_iv LIMIT 1)")
+        writer.execute("CHECKPOINT")
+        assert s.cached("k", load) == n and len(calls) == 2  # the last version keeps being served
+    finally:
+        writer.close()
+    monkeypatch.setattr(store_mod, "RETRY_LOCKED_S", 0.0)
+    assert s.cached("k", load) < n and len(calls) == 3  # writer gone: the new version is loaded
+    db.unlink()
+    with pytest.raises(store_mod.StoreUnavailable):
+        s.cached("k", load)  # a missing file is unavailable, not stale
+
+
+def test_predict_iv_concurrent_requests_all_succeed(market_db: Path) -> None:
+    """Regression: concurrent feature reads once failed inside DuckDB (registered frames across threads);
+    now concurrent requests share one cached day context, loaded once."""
     from concurrent.futures import ThreadPoolExecutor
 
     from bento import forecast
@@ -405,14 +502,23 @@ def test_predict_iv_concurrent_requests_all_succeed(market_db: Path, monkeypatch
     snap = store.snapshot()
     day = snap.latest
     rows = [ForecastRow(underlying="PETR4", option_type="call", strike=40.0, expiry="2025-06-20", iv=0.3)]
+    loads = []
+
+    def load(db):
+        loads.append(1)
+        return forecast.load_day_context(db, day, (5, 10, 21))
 
     def one(_: int) -> float:
-        with store.session() as db:
-            _, feats = forecast.forecast_features(db, rows, day, snap.rates[day], (5, 10, 21))
+        ctx = store.cached(("day_context", day), load)
+        _, feats = forecast.forecast_features(store, rows, day, snap.rates[day], (5, 10, 21), context=ctx)
         return float(feats["iv"].iloc[0])
 
     with ThreadPoolExecutor(8) as ex:
         assert list(ex.map(one, range(32))) == [0.3] * 32
+    assert len(loads) == 1
+    with store.session() as db:  # without a context one is built on the session
+        _, feats = forecast.forecast_features(db, rows, day, snap.rates[day], (5, 10, 21))
+    assert feats["iv"].tolist() == [0.3]
 
 
 # ------------------------------------------------------------------------------------------ real server

@@ -80,22 +80,13 @@ def per_underlying_day(
     return out
 
 
-def build_option_features(
-    option_iv: pd.DataFrame,
-    iv_surface: pd.DataFrame,
-    underlying_quotes: pd.DataFrame,
-    *,
-    lookbacks: Sequence[int] = DEFAULT_LOOKBACKS,
-) -> pd.DataFrame:
-    """Feature table: ID_COLUMNS + feature_columns(lookbacks), one row per (trade_date, ticker) with valid IV.
+def contract_features(rows: pd.DataFrame, slices: pd.DataFrame) -> pd.DataFrame:
+    """ID_COLUMNS + CONTRACT_COLUMNS of ``valid_iv_rows`` output: the row's own quote, its series history
+    (over the rows given) and its distance to the fitted slice in ``slices`` (``usable_slices`` output).
 
-    All features are float64 (NaN where history or a fitted slice is missing) so every model sees the
-    same dtypes; trees route NaN natively.
+    Split from :func:`build_option_features` so a server can run it on request rows plus their series
+    history alone, with the per-day context computed once (same code, so no training/serving skew).
     """
-    lookbacks = tuple(sorted(set(int(w) for w in lookbacks)))
-    rows = valid_iv_rows(option_iv).reset_index(drop=True)
-    if "underlying_ticker" not in rows.columns:
-        raise KeyError("option_iv needs 'underlying_ticker'")
     f = rows[[c for c in ID_COLUMNS if c in rows.columns]].copy()
     f["iv"] = rows["iv"].astype(float)
     f["k"] = rows["k"].astype(float)
@@ -117,17 +108,47 @@ def build_option_features(
     hist = series_history(rows, ["ticker", "expiry"] if "expiry" in rows.columns else ["ticker"])
     for c in hist.columns:
         f[c] = hist[c]
-    f["iv_minus_surface"] = f["iv"] - fitted_iv_at(rows, usable_slices(iv_surface))
+    f["iv_minus_surface"] = f["iv"] - fitted_iv_at(rows, slices)
+    return f
 
-    pairs = rows[["trade_date", "underlying_ticker"]].drop_duplicates()
-    pu = per_underlying_day(iv_surface, underlying_quotes, pairs, lookbacks)
-    f = f.merge(pu, on=["trade_date", "underlying_ticker"], how="left")
-    f = f.merge(market_regime(pu), on="trade_date", how="left")
-    f = f.merge(calendar_features(f["trade_date"]), on="trade_date", how="left")
+
+def day_context_features(per_underlying: pd.DataFrame, market: pd.DataFrame) -> pd.DataFrame:
+    """``per_underlying_day`` rows joined to their day's ``market_regime`` and calendar features: every
+    feature of a row that does not depend on the row itself, one row per (trade_date, underlying_ticker)."""
+    out = per_underlying.merge(market, on="trade_date", how="left")
+    return out.merge(calendar_features(out["trade_date"]), on="trade_date", how="left")
+
+
+def add_context_features(f: pd.DataFrame, context: pd.DataFrame, lookbacks: Sequence[int]) -> pd.DataFrame:
+    """Join ``contract_features`` rows to ``day_context_features`` (which must cover their (trade_date,
+    underlying_ticker) pairs); the final column set, float64 casts and row order of :func:`build_option_features`."""
+    f = f.merge(context, on=["trade_date", "underlying_ticker"], how="left")
     cols = feature_columns(lookbacks)
     f[cols] = f[cols].astype(float)
     ids = [c for c in ID_COLUMNS if c in f.columns]
     return f[ids + cols].sort_values(KEY_COLUMNS).reset_index(drop=True)
+
+
+def build_option_features(
+    option_iv: pd.DataFrame,
+    iv_surface: pd.DataFrame,
+    underlying_quotes: pd.DataFrame,
+    *,
+    lookbacks: Sequence[int] = DEFAULT_LOOKBACKS,
+) -> pd.DataFrame:
+    """Feature table: ID_COLUMNS + feature_columns(lookbacks), one row per (trade_date, ticker) with valid IV.
+
+    All features are float64 (NaN where history or a fitted slice is missing) so every model sees the
+    same dtypes; trees route NaN natively.
+    """
+    lookbacks = tuple(sorted(set(int(w) for w in lookbacks)))
+    rows = valid_iv_rows(option_iv).reset_index(drop=True)
+    if "underlying_ticker" not in rows.columns:
+        raise KeyError("option_iv needs 'underlying_ticker'")
+    f = contract_features(rows, usable_slices(iv_surface))
+    pairs = rows[["trade_date", "underlying_ticker"]].drop_duplicates()
+    pu = per_underlying_day(iv_surface, underlying_quotes, pairs, lookbacks)
+    return add_context_features(f, day_context_features(pu, market_regime(pu)), lookbacks)
 
 
 def next_session_map(df: pd.DataFrame, group: str, horizon: int = 1) -> pd.DataFrame:
