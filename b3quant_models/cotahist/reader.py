@@ -97,20 +97,24 @@ def _opened(path: Path) -> Iterator[tuple[BinaryIO, str]]:
         yield stream, path.name
 
 
-def _iter_line_chunks(stream: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
-    """Yield chunks that end on a line boundary (the last one may lack a final newline)."""
+def _iter_line_chunks(stream: BinaryIO, chunk_bytes: int) -> Iterator[bytes | memoryview]:
+    """Yield chunks that end on a line boundary (the last one may lack a final newline).
+
+    Chunks are zero-copy views of the block read: slicing ``bytes`` would copy tens of MB per chunk.
+    """
     rest = b""
     while True:
         block = stream.read(chunk_bytes)
         if not block:
             break
-        block = rest + block
+        if rest:
+            block = rest + block
         cut = block.rfind(b"\n")
         if cut < 0:
             rest = block
             continue
         rest = block[cut + 1 :]
-        yield block[: cut + 1]
+        yield memoryview(block)[: cut + 1]
     if rest:
         yield rest
 
@@ -134,7 +138,7 @@ def _split_records(chunk: bytes) -> tuple[np.ndarray, np.ndarray, list[tuple[int
             if ok:
                 return arr[:, :RECORD_LENGTH], np.arange(arr.shape[0], dtype=np.int64), [], arr.shape[0]
     # General path: mixed endings, odd lengths, a missing final newline.
-    lines = chunk.split(b"\n")
+    lines = bytes(chunk).split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     good_idx: list[int] = []
@@ -301,8 +305,11 @@ def _text_fields(mat: np.ndarray, fields: list[Field]) -> dict[str, np.ndarray]:
     rows = mat[first]
     out = {}
     for f in fields:
-        vals = np.array([bytes(r[f.start : f.end]).decode(ENCODING).strip() for r in rows], dtype=object)
-        out[f.name] = vals[codes]
+        # Per field, decode each distinct value once (a year has ~50k instruments but ~10 currencies).
+        raw = np.ascontiguousarray(rows[:, f.start : f.end]).view(f"V{f.width}").ravel()
+        uniq, inv = np.unique(raw, return_inverse=True)
+        text = np.array([u.tobytes().decode(ENCODING).strip() for u in uniq], dtype=object)
+        out[f.name] = text[inv.ravel()][codes]
     return out
 
 
@@ -425,7 +432,8 @@ def _process_chunk(chunk: bytes, st: _StreamState) -> _Batch:
     cols, valid, reasons = _decode_quotes(qmat)
     for j, reason in zip(np.flatnonzero(~valid), reasons, strict=True):
         q_rows.append((st.name, first_line + int(qline[j]), "01", reason, _txt(qmat[j])))
-    quotes = pd.DataFrame({c: (cols[c][valid] if not valid.all() else cols[c]) for c in QUOTE_COLUMNS})
+    # copy=False also skips consolidating same-dtype columns into 2-D blocks (a full copy of the frame).
+    quotes = pd.DataFrame({c: (cols[c][valid] if not valid.all() else cols[c]) for c in QUOTE_COLUMNS}, copy=False)
     st.lines_seen += total
     st.quarantined += len(q_rows)
     quarantine = _quarantine_frame(sorted(q_rows, key=lambda r: r[1]))
