@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 # Sources fall back to the network when a local file is missing; tests never may (the download
 # tests name mode="b3" explicitly and point it at a loopback server).
 os.environ["B3Q_OFFLINE"] = "1"
+# Nothing a test writes (plots, models, MLflow, DuckDB) may land in the checkout's ./data.
+os.environ["B3Q_DATA_DIR"] = tempfile.mkdtemp(prefix="b3q-tests-")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_B3_DIR = PROJECT_ROOT.parent / "shared" / "data" / "b3-real"
