@@ -15,6 +15,10 @@ import numpy as np
 import pandas as pd
 
 CALENDAR_NAME = "BVMF"
+# A fixed end, not exchange-calendars' default of "today + 1 year": the same trade must get the same
+# business-day count whatever day the code runs, and B3 lists options years out. Holidays are
+# rule-generated, so later years are as known as they can be.
+CALENDAR_END = "2035-12-31"
 DAYS_PER_YEAR = 252  # B3/ANBIMA business-day year used for option time and DI compounding
 
 DateLike = dt.date | str | pd.Timestamp | np.datetime64
@@ -27,7 +31,7 @@ def _to_date(d: DateLike) -> dt.date:
 @lru_cache(maxsize=1)
 def b3_calendar() -> xcals.ExchangeCalendar:
     """The exchange-calendars B3 calendar (loaded once; ~0.2 s)."""
-    return xcals.get_calendar(CALENDAR_NAME)
+    return xcals.get_calendar(CALENDAR_NAME, end=CALENDAR_END)
 
 
 @lru_cache(maxsize=1)
@@ -47,7 +51,7 @@ def _check_in_range(*days: np.ndarray) -> None:
     for d in days:
         d = np.asarray(d, dtype="datetime64[D]")
         valid = d[~np.isnat(d)]
-        if valid.size and (valid.min() < lo or valid.max() > hi + np.timedelta64(366, "D")):
+        if valid.size and (valid.min() < lo or valid.max() > hi):
             raise ValueError(
                 f"date outside the B3 calendar's range {lo}..{hi}: got {valid.min()}..{valid.max()}"
             )
@@ -78,6 +82,7 @@ def next_session(d: DateLike) -> dt.date:
 
 def previous_session(d: DateLike) -> dt.date:
     """Last session strictly before ``d``."""
+    _check_in_range(np.datetime64(_to_date(d), "D"))
     s = _session_days()
     i = np.searchsorted(s, np.datetime64(_to_date(d), "D"), side="left") - 1
     if i < 0:

@@ -53,6 +53,9 @@ def compute_option_iv(options: pd.DataFrame, underlyings: pd.DataFrame, rates: p
     df = options.merge(spot, on=["trade_date", "underlying_isin"], how="left")
     rr = rates[["date", "r_cont"]].rename(columns={"date": "trade_date", "r_cont": "r"})
     rr = rr.assign(trade_date=pd.to_datetime(rr["trade_date"]))
+    if rr["trade_date"].duplicated().any():
+        dup = sorted(rr.loc[rr["trade_date"].duplicated(), "trade_date"].dt.date.unique())[:5]
+        raise ValueError(f"the rates table has more than one rate for {dup}: cannot choose")
     df = df.merge(rr, on="trade_date", how="left")
     missing = df.loc[df["r"].isna(), "trade_date"].dt.date.unique()
     if len(missing):
@@ -86,7 +89,8 @@ def compute_option_iv(options: pd.DataFrame, underlyings: pd.DataFrame, rates: p
     reason = np.where(np.isfinite(close), why_c, why_m).astype(object)
     reason[use_mid | use_close] = "ok"
     quoted = np.where(np.isfinite(mid), mid, close)
-    reason[quoted <= MIN_TICK + 1e-12] = "min_tick_price"  # a 0.01 premium pins no volatility
+    used = np.where(use_mid, mid, np.where(use_close, close, quoted))  # the price behind the IV
+    reason[used <= MIN_TICK + 1e-12] = "min_tick_price"  # a 0.01 premium pins no volatility
     reason[~np.isfinite(quoted)] = "no_price"
     reason[df["bdays"].to_numpy() <= 0] = "expires_today"
     reason[df["spot"].isna().to_numpy()] = "no_underlying_quote"

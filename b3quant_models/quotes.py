@@ -85,7 +85,8 @@ def clean_quotes(raw: pd.DataFrame) -> CleanQuotes:
     reason = _rule_failures(cash, _price_rules(cash))
     rejects.append(_rejects(cash[reason != ""], "underlying", reason[reason != ""]))
     cash = cash[reason == ""]
-    dup = cash.sort_values("volume", ascending=False).duplicated(["trade_date", "isin"], keep="first")
+    ranked = cash.sort_values(["volume", "ticker"], ascending=[False, True], kind="stable")
+    dup = ranked.duplicated(["trade_date", "isin"], keep="first")
     dup = dup.reindex(cash.index)
     if dup.any():
         rejects.append(

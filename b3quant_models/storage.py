@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -46,7 +47,8 @@ def load_cotahist_into_duckdb(
     Returns (quotes loaded, lines quarantined).
     """
     kwargs = {"chunk_bytes": chunk_bytes} if chunk_bytes else {}
-    stage_q, stage_x = f"_staging_{table}", f"_staging_{quarantine_table}"
+    tag = uuid.uuid4().hex[:8]  # concurrent loads into one database must not share staging tables
+    stage_q, stage_x = f"_staging_{table}_{tag}", f"_staging_{quarantine_table}_{tag}"
     for t in (stage_q, stage_x):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     n_quotes = n_quar = 0

@@ -73,3 +73,15 @@ def test_monthly_option_expiry(year: int, month: int, expected: dt.date) -> None
 def test_dates_outside_the_calendar_raise() -> None:
     with pytest.raises(ValueError, match="outside the B3 calendar"):
         business_days("1990-01-02", "1990-02-01")
+
+
+def test_dates_past_the_calendar_end_raise_instead_of_undercounting() -> None:
+    from b3quant_models.calendar import CALENDAR_END, calendar_bounds
+
+    _, last = calendar_bounds()
+    assert last.year == int(CALENDAR_END[:4])  # fixed, not "today + 1 year"
+    with pytest.raises(ValueError, match="outside the B3 calendar"):
+        business_days("2030-01-02", "2036-06-12")
+    with pytest.raises(ValueError, match="outside the B3 calendar"):
+        monthly_option_expiry(2036, 6)
+    assert business_days("2027-01-04", "2028-06-16") > 350  # two-year listings are counted in full

@@ -211,3 +211,15 @@ def test_blank_lines_inside_are_quarantined_and_trailing_ones_ignored(tmp_path: 
     assert len(res.quotes) == 2
     assert res.quarantine["reason"].tolist() == ["blank line inside the file"]
     assert res.quarantine["line_number"].tolist() == [3]
+
+
+def test_corrupted_zip_member_names_the_file(real_daily_file: Path, tmp_path: Path) -> None:
+    zpath = tmp_path / "COTAHIST_D04012016.ZIP"
+    with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.write(real_daily_file, real_daily_file.name)
+    data = bytearray(zpath.read_bytes())
+    start = 30 + len(real_daily_file.name)  # local header, then the deflate stream
+    data[start + 200 : start + 260] = bytes(60)
+    zpath.write_bytes(bytes(data))
+    with pytest.raises(CotahistError, match=r"COTAHIST_D04012016\.ZIP"):
+        read_cotahist(zpath)

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import io
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -485,7 +486,7 @@ def _iter_stream(stream: BinaryIO, st: _StreamState, path: Path, chunk_bytes: in
     try:
         for chunk in _iter_line_chunks(stream, chunk_bytes):
             yield _process_chunk(chunk, st)
-    except (zipfile.BadZipFile, EOFError) as exc:
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise CotahistError(f"{path}: corrupted or truncated ZIP member ({exc})") from exc
 
 

@@ -71,10 +71,9 @@ def shap_summary(model: ForecastModel, X_sample: pd.DataFrame, *, top: int = 20)
     imp = pd.DataFrame({"feature": feats, "mean_abs_shap": mean_abs, "mean_abs_shap_vol_pts": 100 * mean_abs,
                         "mean_shap_vol_pts": 100 * vals.mean(axis=0)})
     imp = imp.sort_values("mean_abs_shap", ascending=False).reset_index(drop=True)
-    plt.figure(figsize=(8, 0.35 * min(top, len(feats)) + 1.5))
-    shap.summary_plot(vals, model._matrix(X_sample), feature_names=feats, max_display=top, show=False)
-    fig = plt.gcf()
+    fig = plt.figure(figsize=(8, 0.35 * min(top, len(feats)) + 1.5))
     try:
+        shap.summary_plot(vals, model._matrix(X_sample), feature_names=feats, max_display=top, show=False)
         return imp, _png(fig)
     finally:
         plt.close(fig)

@@ -93,8 +93,8 @@ def greeks(
 
     Units, chosen so that finite differences of ``bs_price`` match without rescaling:
     ``delta`` dV/dS, ``gamma`` d2V/dS2, ``vega`` dV/dsigma per 1.00 of vol (divide by 100 for one vol
-    point), ``theta`` dV/d(calendar time) per *year* (i.e. -dV/dt; divide by 252 for one B3 business
-    day), ``rho`` dV/dr per 1.00 of rate (divide by 100 for 1 %).
+    point), ``theta`` -dV/dt per *year* of business time (t = business days / 252; divide by 252 for
+    one B3 business day), ``rho`` dV/dr per 1.00 of rate (divide by 100 for 1 %).
     """
     spot, strike, t, r, sigma, q = (_f(a) for a in (spot, strike, t, r, sigma, q))
     call = as_is_call(is_call)

@@ -82,7 +82,8 @@ def implied_vol_with_reason(
         *(np.asarray(a, dtype=np.float64) for a in (price, spot, strike, t, r, q)), as_is_call(is_call)
     )
     shape = arrays[0].shape
-    flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    # Own contiguous copies: numba must not be handed read-only broadcast views (NumPy warns it will fail).
+    flat = [np.array(a, copy=True).reshape(-1) for a in arrays]
     n = flat[0].shape[0]
     out = np.empty(n, dtype=np.float64)
     reason = np.empty(n, dtype=np.int8)
