@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -46,6 +47,7 @@ def test_models_train_log_and_compare(
     toy_training_set: pd.DataFrame, toy_grid_training_set: pd.DataFrame, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("B3Q_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     @dg.asset(name="training_set")
     def training_set_stub() -> pd.DataFrame:
@@ -77,8 +79,13 @@ def test_models_train_log_and_compare(
     assert "persistence" in grid.index and np.isfinite(grid["xgboost"])
     assert {"persistence", "optimal (ground truth)"} <= set(table["forecaster"])
 
+    # Every model's run is in the configured store, and logging leaves the environment as it was.
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    for node in ("xgboost_model", "lightgbm_model", "xgboost_grid_model"):
+        assert client.get_run(res.output_for_node(node)["mlflow_run_id"]).info.status == "FINISHED"
     out = res.output_for_node("xgboost_model")
-    run = mlflow.MlflowClient(tracking_uri=uri).get_run(out["mlflow_run_id"])
+    run = client.get_run(out["mlflow_run_id"])
     assert run.data.tags["dagster_run_id"] == res.run_id
     assert any(k.startswith("test_") or k.startswith("rmse") for k in run.data.metrics)
     model_dir = Path(out["model_dir"])

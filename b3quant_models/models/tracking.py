@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,6 +92,7 @@ def log_training_run(
     import mlflow  # lazy: a multi-second import the serving path does not need
 
     previous_uri = mlflow.get_tracking_uri()
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     exp_id = ensure_experiment(tracking_uri, experiment, artifact_location)
     mlflow.set_tracking_uri(tracking_uri)
     try:
@@ -135,3 +137,9 @@ def log_training_run(
             return run.info.run_id
     finally:
         mlflow.set_tracking_uri(previous_uri)
+        # MLflow 3 also writes MLFLOW_TRACKING_URI when the URI is set: put the environment back too,
+        # or every later run in this process follows the "restored" default (./mlflow.db).
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
