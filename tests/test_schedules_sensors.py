@@ -33,5 +33,40 @@ def test_sensor_requests_new_session_files_once(tmp_path: Path) -> None:
 def test_daily_schedule_targets_the_partitioned_job() -> None:
     sched = defs.resolve_schedule_def("daily_market_schedule")
     assert sched.job_name == "daily_market_job"
-    assert sched.execution_timezone == "America/Sao_Paulo"
+    assert sched.execution_timezone == "America/Sao_Paulo" and sched.cron_schedule == "0 21 * * 1-5"
     assert sched.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_schedule_runs_today_on_sessions_and_skips_holidays() -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    sched = defs.resolve_schedule_def("daily_market_schedule")
+    tz = ZoneInfo("America/Sao_Paulo")
+
+    def tick(day: str):
+        when = dt.datetime.fromisoformat(day).replace(hour=21, tzinfo=tz)
+        ctx = dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
+        return sched.evaluate_tick(ctx)
+
+    run = tick("2025-11-19").run_requests
+    assert [r.partition_key for r in run] == ["2025-11-19"]
+    assert tick("2025-11-20").skip_message == "2025-11-20 is not a B3 session"  # Black Consciousness Day
+
+
+def test_sensor_retries_a_file_whose_day_is_not_yet_a_partition(tmp_path: Path, monkeypatch) -> None:
+    from b3quant_assets.defs.ingestion import sensors
+
+    (tmp_path / "COTAHIST_D04012016.TXT").write_text("x")
+    real = sensors.trading_day_partitions
+
+    class NoPartitionsYet:
+        def get_partition_keys(self):
+            return []
+
+    monkeypatch.setattr(sensors, "trading_day_partitions", NoPartitionsYet())
+    first, cursor = _tick(tmp_path)
+    assert isinstance(first, dg.SkipReason)
+    monkeypatch.setattr(sensors, "trading_day_partitions", real)
+    second, _ = _tick(tmp_path, cursor)
+    assert [r.partition_key for r in second] == ["2016-01-04"]

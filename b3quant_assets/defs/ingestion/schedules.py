@@ -2,14 +2,21 @@
 
 import dagster as dg
 
+from b3quant_models.calendar import is_session
+
+from ..shared.partitions import TIMEZONE
 from .jobs import daily_market_job
 
-# B3 publishes the day's file in the evening; holidays need no special case: the schedule asks
-# for the latest trading-day partition, which on a holiday is the previous session (idempotent).
-daily_market_schedule = dg.build_schedule_from_partitioned_job(
-    daily_market_job,
-    hour_of_day=21,
-    minute_of_hour=0,
-    name="daily_market_schedule",
+
+@dg.schedule(
+    job=daily_market_job,
+    cron_schedule="0 21 * * 1-5",
+    execution_timezone=TIMEZONE,
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
+def daily_market_schedule(context: dg.ScheduleEvaluationContext):
+    """Today's session at 21:00 São Paulo time; holidays are skipped, not re-run."""
+    today = context.scheduled_execution_time.date()
+    if not is_session(today):
+        return dg.SkipReason(f"{today} is not a B3 session")
+    return dg.RunRequest(partition_key=today.isoformat(), run_key=today.isoformat())

@@ -41,5 +41,7 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext, cotahist_files: C
             context.log.warning(f"{day}: a COTAHIST file for a day that is not a B3 session partition; skipped")
             continue
         requests.append(dg.RunRequest(partition_key=day, run_key=f"{day}:{mtime}"))
-    context.update_cursor(json.dumps(now))
+    # Remember only what was requested or is settled: a file for a day that is not (yet) a partition
+    # is looked at again on the next tick rather than forgotten.
+    context.update_cursor(json.dumps({d: m for d, m in now.items() if d in valid}))
     return requests or dg.SkipReason(f"no new COTAHIST files in {cotahist_files.landing_dir}")

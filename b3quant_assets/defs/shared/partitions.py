@@ -25,6 +25,9 @@ def _holiday_exclusions() -> list[dt.datetime]:
 trading_day_partitions = dg.DailyPartitionsDefinition(
     start_date=PARTITIONS_START.isoformat(),
     timezone=TIMEZONE,
+    # Today's session is a partition from midnight on, so the evening run (and a file landed today)
+    # can target it; before B3 publishes, its run fails clearly for want of the file.
+    end_offset=1,
     exclusions=[*WEEKEND_CRONS, *_holiday_exclusions()],
 )
 
