@@ -35,6 +35,15 @@ def check_session(d: dt.date | None) -> dt.date | None:
     return d
 
 
+def check_expiry(d: dt.date | None) -> dt.date | None:
+    """Time to expiry is counted on the B3 calendar; past its end the count would be unknown."""
+    if d is not None:
+        _, hi = calendar_bounds()
+        if d > hi:
+            raise ValueError(f"expiry {d} is beyond the B3 calendar's last known session ({hi})")
+    return d
+
+
 def _finite(v: float | None, name: str) -> float | None:
     if v is not None and not math.isfinite(v):
         raise ValueError(f"{name} must be finite")
@@ -57,6 +66,11 @@ class IVRow(_Strict):
     t: PositiveFloat | None = Field(None, description="time to expiry in years (instead of expiry)")
     trade_date: dt.date | None = Field(None, description="default: the latest stored trading day")
     rate: Rate | None = Field(None, description="default: that day's r_cont from b3.risk_free_rate")
+
+    @field_validator("expiry")
+    @classmethod
+    def _expiry_in_calendar(cls, v: dt.date | None) -> dt.date | None:
+        return check_expiry(v)
 
     @field_validator("trade_date")
     @classmethod
@@ -171,6 +185,11 @@ class ForecastRow(_Strict):
     best_ask: Annotated[float, Field(ge=0)] | None = Field(None, description="0 = no offer")
     volume: Annotated[float, Field(ge=0)] | None = None
     trades: Annotated[int, Field(ge=0)] | None = None
+
+    @field_validator("expiry")
+    @classmethod
+    def _expiry_in_calendar(cls, v: dt.date) -> dt.date:
+        return check_expiry(v)
 
     @model_validator(mode="after")
     def _has_quote(self) -> ForecastRow:
