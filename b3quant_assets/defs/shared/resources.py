@@ -40,13 +40,18 @@ class TypedDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
 
     The stock handler skips empty frames, so a day without quarantined rows leaves no table and
     every downstream read fails; object columns are stored as VARCHAR (DuckDB would infer NULL).
+    Unpartitioned tables are replaced whole, so a changed set of columns is no error.
     """
 
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
         select = typed_select(obj, "obj")
         table = f"{table_slice.schema}.{table_slice.table}"
-        connection.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select} LIMIT 0")
-        connection.execute(f"INSERT INTO {table} BY NAME {select}")
+        if not context.has_asset_partitions:
+            # A whole-table asset is replaced whole: its columns may change between runs.
+            connection.execute(f"CREATE OR REPLACE TABLE {table} AS {select}")
+        else:
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select} LIMIT 0")
+            connection.execute(f"INSERT INTO {table} BY NAME {select}")
         meta: dict = {"storage_kind": "duckdb", "table": f"{table}"}
         key = "partition_row_count" if context.has_partition_key else "row_count"
         meta[f"dagster/{key}"] = int(obj.shape[0])
