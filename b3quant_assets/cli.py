@@ -4,7 +4,7 @@ Subcommands:
   demo           generate the sample market (if absent) and materialize every asset over it
   sample-market  write the simulated COTAHIST files, CDI rates and ground truth to a folder
   read           read one COTAHIST file (.TXT/.ZIP) and print a summary and its quarantine
-  load           stream a COTAHIST file (e.g. a 1 GB yearly one) into a DuckDB database
+  load           append a COTAHIST file (e.g. a 1 GB yearly one) to a DuckDB table, streamed
 """
 
 from __future__ import annotations
@@ -110,6 +110,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = _sample_config(args)
     t0 = time.perf_counter()
     if args.fresh or not is_generated(landing, config):
+        from b3quant_assets.defs.shared.resources import default_duckdb_path
+
+        db = Path(default_duckdb_path())
+        if db.exists():
+            # Tables of another market would mix into the unpartitioned training sets.
+            print(f"      the sample market changes: starting a new database (removing {db})")
+            for p in (db, db.with_name(db.name + ".wal")):
+                p.unlink(missing_ok=True)
         print(f"[1/2] generating the sample market into {landing} (seed {config.seed}, {config.n_days} sessions)")
         manifest = generate_sample_market(landing, config, progress=_progress("sample market"))
     else:
@@ -125,10 +133,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if summary.promotion:
         print(f"\npromotion: {summary.promotion}")
     print(f"\ndone in {time.perf_counter() - t0:.0f} s. DuckDB: {summary.database}")
-    print("Browse it:  DAGSTER_HOME=$PWD/dagster_home uv run dagster dev   (http://127.0.0.1:3000)")
+    print(
+        f"Browse it:  DAGSTER_HOME={os.environ['DAGSTER_HOME']} B3Q_DATA_DIR={data} B3Q_OFFLINE=1 "
+        "uv run dagster dev   (http://127.0.0.1:3000)"
+    )
     print(
         f"Serve it:   BENTOML_HOME={os.environ['BENTOML_HOME']} B3Q_DUCKDB_PATH={summary.database} "
-        "uv run bentoml serve bento.service:B3QuantService   (http://127.0.0.1:3000/docs)"
+        "uv run bentoml serve bento.service:B3QuantService --port 3001   (http://127.0.0.1:3001/docs)"
     )
     return 0 if summary.ok else 1
 
@@ -159,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--head", type=int, default=5)
     r.set_defaults(func=cmd_read)
 
-    lo = sub.add_parser("load", help="stream a COTAHIST file into DuckDB (bounded memory)")
+    lo = sub.add_parser(
+        "load", help="append a COTAHIST file's quotes to a DuckDB table (streamed, all or nothing; appends)"
+    )
     lo.add_argument("file")
     lo.add_argument("--db", required=True)
     lo.add_argument("--table", default="raw_quotes")

@@ -21,15 +21,18 @@ class RatesSource(dg.ConfigurableResource):
     """
 
     mode: Literal["auto", "file", "bcb"] = "auto"
-    landing_dir: str = default_landing_dir()
+    landing_dir: str | None = None  # default: $B3Q_LANDING_DIR or $B3Q_DATA_DIR/landing, read at run time
     base_url: str = SGS_BASE_URL
     series: int = SGS_CDI_ANNUAL_252
+
+    def landing(self) -> Path:
+        return Path(self.landing_dir or default_landing_dir())
 
     def use_file(self) -> bool:
         if self.mode != "auto":
             return self.mode == "file"
-        return offline() or (Path(self.landing_dir) / RATES_FILE_NAME).exists()
+        return offline() or (self.landing() / RATES_FILE_NAME).exists()
 
     def rates(self, start, end) -> pd.DataFrame:
-        src = RateSource(self.landing_dir, offline=self.use_file(), base_url=self.base_url, series=self.series)
+        src = RateSource(self.landing(), offline=self.use_file(), base_url=self.base_url, series=self.series)
         return src.rates(start, end)

@@ -26,13 +26,16 @@ class CotahistFiles(dg.ConfigurableResource):
     """
 
     mode: Literal["auto", "landing", "b3"] = "auto"
-    landing_dir: str = default_landing_dir()
+    landing_dir: str | None = None  # default: $B3Q_LANDING_DIR or $B3Q_DATA_DIR/landing, read at run time
     base_url: str = B3_BASE_URL
     max_retries: int = 3
 
+    def landing(self) -> Path:
+        return Path(self.landing_dir or default_landing_dir())
+
     def source(self) -> CotahistSource:
         return CotahistSource(
-            self.landing_dir,
+            self.landing(),
             base_url=self.base_url,
             offline=self.mode == "landing" or (self.mode == "auto" and offline()),
             max_retries=self.max_retries,
@@ -44,5 +47,5 @@ class CotahistFiles(dg.ConfigurableResource):
         except CotahistNotInLandingError as exc:
             raise CotahistNotInLandingError(
                 f"{exc}. Generate the sample market with `uv run b3q sample-market`, copy B3 files into "
-                f"the landing folder {Path(self.landing_dir)}, or unset B3Q_OFFLINE to download from B3."
+                f"the landing folder {self.landing()}, or unset B3Q_OFFLINE to download from B3."
             ) from exc

@@ -31,7 +31,7 @@ def landed_days(landing: Path) -> dict[str, float]:
 def landing_folder_sensor(context: dg.SensorEvaluationContext, cotahist_files: CotahistFiles):
     """One run per new or changed daily file; files for non-sessions are skipped with a log line."""
     seen: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
-    now = landed_days(Path(cotahist_files.landing_dir))
+    now = landed_days(cotahist_files.landing())
     valid = set(trading_day_partitions.get_partition_keys())
     requests = []
     for day, mtime in sorted(now.items()):
@@ -44,4 +44,4 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext, cotahist_files: C
     # Remember only what was requested or is settled: a file for a day that is not (yet) a partition
     # is looked at again on the next tick rather than forgotten.
     context.update_cursor(json.dumps({d: m for d, m in now.items() if d in valid}))
-    return requests or dg.SkipReason(f"no new COTAHIST files in {cotahist_files.landing_dir}")
+    return requests or dg.SkipReason(f"no new COTAHIST files in {cotahist_files.landing()}")

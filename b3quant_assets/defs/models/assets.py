@@ -16,9 +16,9 @@ from b3quant_models.features import (
 )
 from b3quant_models.models.training import OPTIMAL, train_and_evaluate
 
+from ..ingestion.resources import CotahistFiles
 from ..shared.checks import pandera_check_result, pandera_check_spec, png_markdown, table_preview
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
-from ..shared.resources import default_landing_dir
 from .resources import MlflowTracking, model_store_dir
 
 GROUP = "models"
@@ -72,7 +72,11 @@ class TrainingConfig(dg.Config):
 
 @dg.asset(group_name=GROUP, compute_kind="pandas")
 def training_set(
-    context: dg.AssetExecutionContext, config: TrainingConfig, option_features: pd.DataFrame, option_iv: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    cotahist_files: CotahistFiles,
+    option_features: pd.DataFrame,
+    option_iv: pd.DataFrame,
 ) -> pd.DataFrame:
     """Features joined to the next session's IV of the same series (the target), over the stored
     window; on the sample market also the ground-truth-optimal forecast (the floor)."""
@@ -80,7 +84,7 @@ def training_set(
     df = option_features.merge(
         targets[["trade_date", "ticker", "iv_next", "target_date"]], on=["trade_date", "ticker"], how="inner"
     )
-    truth_path = Path(default_landing_dir()) / TRUTH_FILE
+    truth_path = cotahist_files.landing() / TRUTH_FILE  # beside the files that were ingested
     if truth_path.exists():
         truth = pd.read_parquet(truth_path, columns=["trade_date", "ticker", OPTIMAL])
         truth["trade_date"] = pd.to_datetime(truth["trade_date"]).astype("datetime64[ns]")
