@@ -70,7 +70,6 @@ class _StreamState:
     lines_seen: int = 0
     header: bytes | None = None
     trailer: bytes | None = None
-    quarantined: int = 0
     trailer_lines: list[int] = field(default_factory=list)
     last_record_line: int = 0  # last non-blank line (blank lines / DOS EOF after the trailer are ignored)
 
@@ -436,7 +435,6 @@ def _process_chunk(chunk: bytes, st: _StreamState) -> _Batch:
     # copy=False also skips consolidating same-dtype columns into 2-D blocks (a full copy of the frame).
     quotes = pd.DataFrame({c: (cols[c][valid] if not valid.all() else cols[c]) for c in QUOTE_COLUMNS}, copy=False)
     st.lines_seen += total
-    st.quarantined += len(q_rows)
     quarantine = _quarantine_frame(sorted(q_rows, key=lambda r: r[1]))
     return _Batch(quotes, quarantine)
 
