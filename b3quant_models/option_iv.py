@@ -46,12 +46,12 @@ def _solve(price: np.ndarray, spot, strike, t, r, is_call) -> tuple[np.ndarray, 
 def compute_option_iv(options: pd.DataFrame, underlyings: pd.DataFrame, rates: pd.DataFrame) -> pd.DataFrame:
     """Join options to their underlying's close (by ISIN) and the day's rate; solve IVs and Greeks.
 
-    ``rates`` has one row per trade day with ``date`` and ``r_cont``; a trade day without a rate
+    ``rates`` has one row per trade day with ``trade_date`` and ``r_cont``; a trade day without a rate
     raises (a silently wrong discount rate would corrupt every IV of the day).
     """
     spot = underlyings[["trade_date", "isin", "close"]].rename(columns={"isin": "underlying_isin", "close": "spot"})
     df = options.merge(spot, on=["trade_date", "underlying_isin"], how="left")
-    rr = rates[["date", "r_cont"]].rename(columns={"date": "trade_date", "r_cont": "r"})
+    rr = rates[["trade_date", "r_cont"]].rename(columns={"r_cont": "r"})
     rr = rr.assign(trade_date=pd.to_datetime(rr["trade_date"]))
     if rr["trade_date"].duplicated().any():
         dup = sorted(rr.loc[rr["trade_date"].duplicated(), "trade_date"].dt.date.unique())[:5]
@@ -122,7 +122,7 @@ def surface_quotes(option_iv: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "trade_date": q["trade_date"],
-            "underlying": q["underlying_ticker"],
+            "underlying_ticker": q["underlying_ticker"],
             "expiry": q["expiry"],
             "t": q["t"],
             "k": q["k"],

@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     c = clean_quotes(read_cotahist(REAL))
-    rates = pd.DataFrame({"date": [pd.Timestamp("2016-01-04")], "r_cont": [cdi_to_continuous(0.1413)]})
+    rates = pd.DataFrame({"trade_date": [pd.Timestamp("2016-01-04")], "r_cont": [cdi_to_continuous(0.1413)]})
     o = compute_option_iv(c.options, c.underlyings, rates)
     reasons = o["iv_reason"].value_counts()
     petr = o[o["underlying_ticker"] == "PETR4"]

@@ -150,7 +150,7 @@ def request_option_iv(rows: list[ForecastRow], day: dt.date, rate: float, spots:
         "isin": opts["underlying_isin"],
         "close": [r.spot if r.spot is not None else spots.get(r.underlying, np.nan) for r in rows],
     })
-    out = compute_option_iv(opts, unds, pd.DataFrame({"date": [ts], "r_cont": [rate]}))
+    out = compute_option_iv(opts, unds, pd.DataFrame({"trade_date": [ts], "r_cont": [rate]}))
     out["underlying_isin"] = [isins.get(r.underlying, r.underlying) for r in rows]
     given = np.array([r.iv is not None for r in rows])
     if given.any():  # a quoted IV overrides the solver; Greeks from the same formulas as the asset

@@ -159,19 +159,20 @@ class MarketStore:
         """SVI slices (b3.iv_surface) and grid points (b3.surface_grid_points) of one underlying and day."""
         ts = pd.Timestamp(day)
         slices = self.query(
-            "SELECT * FROM b3.iv_surface WHERE trade_date = ? AND underlying = ? ORDER BY expiry", [ts, underlying]
+            "SELECT * FROM b3.iv_surface WHERE trade_date = ? AND underlying_ticker = ? ORDER BY expiry",
+            [ts, underlying],
         )
         grid = self.query(
-            "SELECT * FROM b3.surface_grid_points WHERE trade_date = ? AND underlying = ? "
+            "SELECT * FROM b3.surface_grid_points WHERE trade_date = ? AND underlying_ticker = ? "
             "ORDER BY tenor_days, delta",
             [ts, underlying],
         )
         return slices, grid
 
     def surface_underlyings(self, day: dt.date) -> list[str]:
-        df = self.query("SELECT DISTINCT underlying FROM b3.iv_surface WHERE trade_date = ? ORDER BY 1",
+        df = self.query("SELECT DISTINCT underlying_ticker FROM b3.iv_surface WHERE trade_date = ? ORDER BY 1",
                         [pd.Timestamp(day)])
-        return df["underlying"].tolist()
+        return df["underlying_ticker"].tolist()
 
     # ------------------------------------------------------------------------------------------ features
     def options_on(self, day: dt.date) -> pd.DataFrame:
@@ -191,10 +192,10 @@ class MarketStore:
     def recent_surfaces(self, day: dt.date, underlyings: Iterable[str], n_days: int) -> pd.DataFrame:
         """b3.iv_surface rows of the last ``n_days`` surface days <= ``day`` per underlying."""
         return self.query(
-            "WITH d AS (SELECT underlying, trade_date, dense_rank() OVER (PARTITION BY underlying "
-            "ORDER BY trade_date DESC) AS rk FROM (SELECT DISTINCT underlying, trade_date FROM b3.iv_surface "
-            "WHERE trade_date <= ? AND list_contains(?, underlying))) "
-            "SELECT s.* FROM b3.iv_surface s JOIN d USING (underlying, trade_date) WHERE d.rk <= ?",
+            "WITH d AS (SELECT underlying_ticker, trade_date, dense_rank() OVER (PARTITION BY underlying_ticker "
+            "ORDER BY trade_date DESC) AS rk FROM (SELECT DISTINCT underlying_ticker, trade_date FROM b3.iv_surface "
+            "WHERE trade_date <= ? AND list_contains(?, underlying_ticker))) "
+            "SELECT s.* FROM b3.iv_surface s JOIN d USING (underlying_ticker, trade_date) WHERE d.rk <= ?",
             [pd.Timestamp(day), sorted(set(underlyings)), n_days],
         )
 

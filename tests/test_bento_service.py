@@ -236,14 +236,14 @@ def test_surface_returns_stored_slices_and_grid(client: TestClient, tables, last
     body = resp.json()
     assert body["underlying"] == "PETR4" and body["trade_date"] == str(last_day)
     s = tables["iv_surface"]
-    s = s[(s["trade_date"].dt.date == last_day) & (s["underlying"] == "PETR4")].sort_values("expiry")
+    s = s[(s["trade_date"].dt.date == last_day) & (s["underlying_ticker"] == "PETR4")].sort_values("expiry")
     assert [x["expiry"] for x in body["slices"]] == [str(d.date()) for d in s["expiry"]]
     fitted = [x for x in body["slices"] if x["status"] == "ok"]
     assert fitted and all(x["a"] is not None and x["sigma"] > 0 for x in fitted)
     ok = s[s["status"] == "ok"]
     assert [x["b"] for x in fitted] == ok["b"].tolist()
     g = tables["surface_grid_points"]
-    g = g[(g["trade_date"].dt.date == last_day) & (g["underlying"] == "PETR4")]
+    g = g[(g["trade_date"].dt.date == last_day) & (g["underlying_ticker"] == "PETR4")]
     assert len(body["grid"]) == len(g) == 25
     first_day = tables["option_iv"]["trade_date"].min().date()
     older = client.post("/surface", json={"underlying": "VALE3", "trade_date": str(first_day)})

@@ -22,7 +22,7 @@ def _tables(close: float, bid: float, ask: float, trades: int = 3):
         }
     )  # fmt: skip
     und = pd.DataFrame({"trade_date": [DAY], "isin": ["BRPETRACNPR6"], "close": [36.0]})
-    rates = pd.DataFrame({"date": [DAY], "r_cont": [cdi_to_continuous(0.13)]})
+    rates = pd.DataFrame({"trade_date": [DAY], "r_cont": [cdi_to_continuous(0.13)]})
     return opt, und, rates
 
 

@@ -81,8 +81,8 @@ def test_fetch_sgs_4389_through_python_bcb(sgs):
 
     df = fetch_cdi_sgs("2016-01-04", "2016-01-08", base_url=sgs.base_url)
 
-    assert list(df.columns) == ["date", "cdi_annual"]
-    assert df["date"].dt.date.tolist() == sorted(ANNUAL)
+    assert list(df.columns) == ["trade_date", "cdi_annual"]
+    assert df["trade_date"].dt.date.tolist() == sorted(ANNUAL)
     assert df["cdi_annual"].tolist() == pytest.approx([0.1413, 0.1413, 0.1414, 0.1414, 0.1414], abs=1e-15)
     want = {"formato": "json", "dataInicial": "04/01/2016", "dataFinal": "08/01/2016"}
     assert _query(sgs.requests[0]) == want
@@ -141,7 +141,7 @@ def test_parse_sgs_json_validates_input():
 
 def test_rate_source_online_gives_the_day_rate(sgs):
     r = RateSource(base_url=sgs.base_url).rate_for_day(dt.date(2016, 1, 6))
-    assert r.date == dt.date(2016, 1, 6)
+    assert r.trade_date == dt.date(2016, 1, 6)
     assert r.cdi_annual == pytest.approx(0.1414, abs=1e-15)
     assert r.r_cont == pytest.approx(math.log(1.1414), rel=1e-14)
 
@@ -159,13 +159,13 @@ def test_read_rates_file_and_rate_for_day(tmp_path):
     f = _write_csv(tmp_path / "cdi.csv", text)
     rates = read_rates_file(f)
 
-    assert rates["date"].dt.date.tolist() == [dt.date(2016, 1, 4), dt.date(2016, 1, 5), dt.date(2016, 1, 6)]
+    assert rates["trade_date"].dt.date.tolist() == [dt.date(2016, 1, 4), dt.date(2016, 1, 5), dt.date(2016, 1, 6)]
     r = rate_for_day(rates, "2016-01-06")
     assert r.cdi_annual == pytest.approx(0.1414, abs=1e-15)
     assert r.r_cont == pytest.approx(math.log1p(0.1414), rel=1e-15)
     frame = r.to_frame()
-    assert list(frame.columns) == ["date", "cdi_annual", "r_cont"]
-    assert frame["date"].iloc[0] == pd.Timestamp("2016-01-06")
+    assert list(frame.columns) == ["trade_date", "cdi_annual", "r_cont"]
+    assert frame["trade_date"].iloc[0] == pd.Timestamp("2016-01-06")
 
 
 def test_missing_day_fails_loudly_naming_day_and_source(tmp_path):
@@ -184,7 +184,7 @@ def test_missing_day_fails_loudly_naming_day_and_source(tmp_path):
 def test_rates_for_days_vectorised(tmp_path):
     f = _write_csv(tmp_path / "cdi.csv", "date,cdi_annual_pct\n2016-01-04,14.13\n2016-01-05,14.14\n")
     out = rates_for_days(read_rates_file(f), ["2016-01-05", "2016-01-04", "2016-01-05"])
-    assert out["date"].dt.date.tolist() == [dt.date(2016, 1, 5), dt.date(2016, 1, 4), dt.date(2016, 1, 5)]
+    assert out["trade_date"].dt.date.tolist() == [dt.date(2016, 1, 5), dt.date(2016, 1, 4), dt.date(2016, 1, 5)]
     np.testing.assert_allclose(out["r_cont"], np.log1p([0.1414, 0.1413, 0.1414]), rtol=1e-15)
 
 
@@ -223,7 +223,7 @@ def test_rate_source_offline_uses_landing_csv_and_no_network(tmp_path, sgs):
     src = RateSource(tmp_path, offline=True, base_url=sgs.base_url)
 
     assert src.rate_for_day("2016-01-05").cdi_annual == pytest.approx(0.1414, abs=1e-15)
-    assert src.rates("2016-01-05", "2016-01-31")["date"].dt.date.tolist() == [dt.date(2016, 1, 5)]
+    assert src.rates("2016-01-05", "2016-01-31")["trade_date"].dt.date.tolist() == [dt.date(2016, 1, 5)]
     with pytest.raises(MissingRateError, match="2016-01-06"):
         src.rate_for_day("2016-01-06")
     assert sgs.requests == []

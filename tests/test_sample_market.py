@@ -165,7 +165,7 @@ def test_cash_rows(quotes: pd.DataFrame, market_dir) -> None:
     assert (cash.loc[cash["ticker"] == "ABEV3", "quote_factor"] == 1000).all()
     assert cash["expiry"].isna().all()
     und = pd.read_parquet(market_dir[1].truth_path("underlying"))
-    merged = cash.merge(und, left_on=["trade_date", "ticker"], right_on=["trade_date", "underlying"])
+    merged = cash.merge(und, left_on=["trade_date", "ticker"], right_on=["trade_date", "underlying_ticker"])
     np.testing.assert_allclose(merged["close_x"], merged["close_y"], atol=1e-9)
 
 
@@ -261,7 +261,7 @@ def test_truth_prices_are_free_of_static_arbitrage(truth: pd.DataFrame) -> None:
     assert (t.loc[put, "true_mid"] >= np.maximum(disc_k - t["spot"], 0)[put] - tol[put]).all()
     assert (t.loc[put, "true_mid"] <= disc_k[put] + tol[put]).all()
     checked = 0
-    for (_, _, _, typ), g in t.groupby(["trade_date", "underlying", "expiry", "option_type"]):
+    for (_, _, _, typ), g in t.groupby(["trade_date", "underlying_ticker", "expiry", "option_type"]):
         g = g.sort_values("strike")
         k, c = g["strike"].to_numpy(), g["true_mid"].to_numpy()
         slope = np.diff(c) / np.diff(k)
@@ -274,7 +274,7 @@ def test_truth_prices_are_free_of_static_arbitrage(truth: pd.DataFrame) -> None:
         checked += 1
     assert checked > 20
     # put-call parity on the same strike and expiry
-    key = ["trade_date", "underlying", "expiry", "strike"]
+    key = ["trade_date", "underlying_ticker", "expiry", "strike"]
     pv = t.pivot_table(index=key, columns="option_type", values="true_mid")
     first = t.drop_duplicates(key).set_index(key).loc[pv.index]
     strikes = first.index.get_level_values("strike")
@@ -286,7 +286,7 @@ def test_surface_has_no_calendar_arbitrage(market_dir) -> None:
     """Total variance at fixed log-moneyness never decreases with maturity for any stored state."""
     s = pd.read_parquet(market_dir[1].truth_path("surface_params"))
     p = DynParams.from_specs(CONFIG.specs(), CONFIG.equity_premium)
-    u = s["underlying"].map({x.ticker: i for i, x in enumerate(CONFIG.specs())}).to_numpy()
+    u = s["underlying_ticker"].map({x.ticker: i for i, x in enumerate(CONFIG.specs())}).to_numpy()
     pu = DynParams(**{f: (v if f == "erp" else v[:, None, None]) for f, v in p.take(u).__dict__.items()})
     taus = np.linspace(1, 400, 120)[None, None, :] / 252
     k = np.linspace(-1.0, 1.0, 41)[None, :, None]
@@ -329,9 +329,9 @@ def _bisection_iv(price, spot, strike, t, r, is_call) -> np.ndarray:
 
 def test_true_iv_is_the_surface_at_the_stored_state(truth: pd.DataFrame, market_dir) -> None:
     s = pd.read_parquet(market_dir[1].truth_path("surface_params"))
-    j = truth.merge(s[["trade_date", "underlying", "v", "z"]], on=["trade_date", "underlying"])
+    j = truth.merge(s[["trade_date", "underlying_ticker", "v", "z"]], on=["trade_date", "underlying_ticker"])
     p = DynParams.from_specs(CONFIG.specs(), CONFIG.equity_premium)
-    u = j["underlying"].map({x.ticker: i for i, x in enumerate(CONFIG.specs())}).to_numpy()
+    u = j["underlying_ticker"].map({x.ticker: i for i, x in enumerate(CONFIG.specs())}).to_numpy()
     iv = surface_iv(j["k"], j["t"], j["v"], j["z"], p.take(u))
     np.testing.assert_allclose(iv, j["true_iv"], rtol=1e-12)
     np.testing.assert_allclose(j["t"], j["bdays"] / 252)
@@ -362,8 +362,8 @@ def test_optimal_forecast_matches_monte_carlo(market_dir) -> None:
     rng = np.random.default_rng(123)
     n = 200_000
     for u, spec in enumerate(specs):
-        st = s[(s["trade_date"] == day) & (s["underlying"] == spec.ticker)].iloc[0]
-        rows = truth[(truth["trade_date"] == day) & (truth["underlying"] == spec.ticker)]
+        st = s[(s["trade_date"] == day) & (s["underlying_ticker"] == spec.ticker)].iloc[0]
+        rows = truth[(truth["trade_date"] == day) & (truth["underlying_ticker"] == spec.ticker)]
         rows = rows[rows["bdays"] >= 2].sort_values("k").iloc[:: max(1, len(rows) // 6)]
         r_next = float(rows["rate"].iloc[0])  # CDI constant over these sessions in this config
         pu = p.take(np.array([u]))

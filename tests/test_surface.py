@@ -27,14 +27,14 @@ VOGT = (-0.0410, 0.1331, 0.3060, 0.3586, 0.4153)  # Axel Vogt's SVI slice, t = 1
 EXP1, EXP2 = pd.Timestamp("2024-04-15"), pd.Timestamp("2024-05-20")
 
 
-def _slice_quotes(params, t, k, underlying="PETR4", expiry=EXP1, noise=0.0, seed=0) -> pd.DataFrame:
+def _slice_quotes(params, t, k, underlying_ticker="PETR4", expiry=EXP1, noise=0.0, seed=0) -> pd.DataFrame:
     iv = svi_iv(k, t, *params) + np.random.default_rng(seed).normal(0.0, noise, len(k))
-    return pd.DataFrame({"underlying": underlying, "expiry": expiry, "t": t, "k": k, "iv": iv,
+    return pd.DataFrame({"underlying_ticker": underlying_ticker, "expiry": expiry, "t": t, "k": k, "iv": iv,
                          "weight": 1.0})
 
 
-def _params_row(params, t, underlying="PETR4", expiry=EXP1) -> dict:
-    return {"underlying": underlying, "expiry": expiry, "t": t, "status": "ok",
+def _params_row(params, t, underlying_ticker="PETR4", expiry=EXP1) -> dict:
+    return {"underlying_ticker": underlying_ticker, "expiry": expiry, "t": t, "status": "ok",
             **dict(zip(("a", "b", "rho", "m", "sigma"), params, strict=True))}
 
 
@@ -76,7 +76,7 @@ def test_vogt_slice_has_negative_g_and_the_butterfly_check_reports_it():
     viol = butterfly_violations(pd.DataFrame([_params_row(VOGT, 1.0)]), DEFAULT_K_GRID)
     assert len(viol) == 1
     row = viol.iloc[0]
-    assert row["check"] == "butterfly" and row["underlying"] == "PETR4" and row["value"] < 0
+    assert row["check"] == "butterfly" and row["underlying_ticker"] == "PETR4" and row["value"] < 0
     assert 0.6 < row["k"] < 1.3 and row["k_from"] >= 0.6 and row["k_to"] <= 1.3
 
 
@@ -143,14 +143,14 @@ def test_too_few_quotes_slices_are_reported_not_fitted_and_dropped_rows_have_rea
     k = np.linspace(-0.3, 0.3, 12)
     good = _slice_quotes((0.02, 0.12, -0.5, 0.05, 0.15), 0.25, k)
     thin = _slice_quotes((0.03, 0.1, -0.4, 0.0, 0.2), 0.4, k[:3], expiry=EXP2)
-    gone = _slice_quotes((0.03, 0.1, -0.4, 0.0, 0.2), 0.4, np.array([0.6, -0.7]), underlying="VALE3")
+    gone = _slice_quotes((0.03, 0.1, -0.4, 0.0, 0.2), 0.4, np.array([0.6, -0.7]), underlying_ticker="VALE3")
     bad = good.iloc[:4].copy()
     bad["iv"] = [np.nan, 0.3, 0.3, 0.3]
     bad["weight"] = [1.0, -1.0, 0.0, 1.0]
     bad["k"] = [0.0, 0.0, 0.0, 0.9]
     res = fit_surfaces(pd.concat([good, thin, gone, bad], ignore_index=True))
 
-    p = res.params.set_index(["underlying", "expiry"])
+    p = res.params.set_index(["underlying_ticker", "expiry"])
     assert p.loc[("PETR4", EXP1), "status"] == "ok" and p.loc[("PETR4", EXP1), "n_quotes"] == 12
     thin_row = p.loc[("PETR4", EXP2)]
     assert thin_row["status"] == "too_few_quotes" and thin_row["n_quotes"] == 3
@@ -171,7 +171,7 @@ def test_min_quotes_is_configurable():
 
 
 def test_clean_quotes_reasons_and_missing_columns():
-    q = pd.DataFrame({"underlying": ["A", "A", "A", None], "expiry": [EXP1] * 4, "t": [0.1, 0.0, 0.1, 0.1],
+    q = pd.DataFrame({"underlying_ticker": ["A", "A", "A", None], "expiry": [EXP1] * 4, "t": [0.1, 0.0, 0.1, 0.1],
                       "k": [0.0, 0.0, np.inf, 0.0], "iv": [0.3, 0.3, 0.3, 0.3], "weight": [1.0] * 4})
     kept, dropped = clean_quotes(q)
     assert len(kept) == 1
@@ -211,7 +211,7 @@ def test_ssvi_is_chosen_when_preferred_and_then_the_surface_is_clean():
     assert (ok["model"] == "ssvi").all()
     assert ok["model_note"].str.startswith("ssvi (wrmse").all()
     assert not ok["repaired"].any()
-    assert ok.groupby("underlying")["ssvi_rho"].nunique().eq(1).all()  # one ρ per underlying
+    assert ok.groupby("underlying_ticker")["ssvi_rho"].nunique().eq(1).all()  # one ρ per underlying
     assert res.final_violations.empty
 
 
@@ -225,9 +225,9 @@ def test_synthetic_day_fits_cleanly_and_public_checks_agree():
     assert res.final_violations.empty
     assert butterfly_violations(p).empty and calendar_violations(p).empty
     assert set(p["model"]) <= {"svi", "ssvi"} and (p["model_note"] != "").all()
-    assert (p["date"] == pd.Timestamp("2024-03-01")).all()
+    assert (p["trade_date"] == pd.Timestamp("2024-03-01")).all()
     s = res.summary()
     assert s["n_fitted"] == len(p) and s["n_final_violations"] == 0
     # every repaired slice came from something the raw-fit check reported for its underlying
     raw = res.violations[res.violations["stage"] == "raw_fit"]
-    assert set(p.loc[p["repaired"], "underlying"]) <= set(raw["underlying"])
+    assert set(p.loc[p["repaired"], "underlying_ticker"]) <= set(raw["underlying_ticker"])

@@ -23,10 +23,10 @@ P1, P2 = (0.004, 0.05, -0.5, 0.05, 0.12), (0.012, 0.08, -0.45, 0.06, 0.18)
 def _params(t1=42 / 252, t2=126 / 252, k_range=(-0.5, 0.5)) -> pd.DataFrame:
     rows = []
     for p, t, e in ((P1, t1, "2024-05-01"), (P2, t2, "2024-09-02")):
-        rows.append({"underlying": "PETR4", "expiry": pd.Timestamp(e), "t": t, "status": "ok",
+        rows.append({"underlying_ticker": "PETR4", "expiry": pd.Timestamp(e), "t": t, "status": "ok",
                      "k_min_quoted": k_range[0], "k_max_quoted": k_range[1],
                      **dict(zip(("a", "b", "rho", "m", "sigma"), p, strict=True))})
-    rows.append({"underlying": "VALE3", "expiry": pd.Timestamp("2024-05-01"), "t": t1,
+    rows.append({"underlying_ticker": "VALE3", "expiry": pd.Timestamp("2024-05-01"), "t": t1,
                  "status": "too_few_quotes", "a": np.nan, "b": np.nan, "rho": np.nan, "m": np.nan,
                  "sigma": np.nan})
     return pd.DataFrame(rows)
@@ -34,10 +34,10 @@ def _params(t1=42 / 252, t2=126 / 252, k_range=(-0.5, 0.5)) -> pd.DataFrame:
 
 def test_grid_has_fixed_shape_and_black_delta_at_returned_k_equals_requested_delta():
     g = surface_grid(_params())
-    assert list(g.columns[:8]) == ["underlying", "tenor_days", "delta", "t", "k", "iv", "total_variance",
+    assert list(g.columns[:8]) == ["underlying_ticker", "tenor_days", "delta", "t", "k", "iv", "total_variance",
                                    "extrapolated"]
     assert len(g) == 2 * 5 * 5
-    ok = g[g["underlying"] == "PETR4"]
+    ok = g[g["underlying_ticker"] == "PETR4"]
     assert ok["iv"].notna().all()
     np.testing.assert_allclose(black_call_delta(ok["k"], ok["iv"], ok["t"]), ok["delta"], atol=1e-9)
     np.testing.assert_allclose(ok["total_variance"], ok["iv"] ** 2 * ok["t"], rtol=1e-12)
@@ -47,7 +47,7 @@ def test_grid_has_fixed_shape_and_black_delta_at_returned_k_equals_requested_del
 
 
 def test_grid_interpolates_total_variance_linearly_in_t_and_flags_extrapolation():
-    g = surface_grid(_params()).set_index(["underlying", "tenor_days", "delta"])
+    g = surface_grid(_params()).set_index(["underlying_ticker", "tenor_days", "delta"])
     t1, t2 = 42 / 252, 126 / 252
 
     r = g.loc[("PETR4", 63, 0.25)]  # between the slices: linear in t at fixed k
@@ -72,7 +72,7 @@ def test_grid_interpolates_total_variance_linearly_in_t_and_flags_extrapolation(
 
 def test_grid_flags_points_far_beyond_the_quoted_k_range():
     g = surface_grid(_params(k_range=(-0.08, 0.08)), k_margin=0.02)
-    inner = g[(g["underlying"] == "PETR4") & (g["tenor_days"] == 63)].set_index("delta")
+    inner = g[(g["underlying_ticker"] == "PETR4") & (g["tenor_days"] == 63)].set_index("delta")
     assert inner.loc[0.5, "flag_reason"] == ""
     for d in (0.1, 0.9):
         assert abs(inner.loc[d, "k"]) > 0.1
@@ -84,7 +84,7 @@ def test_grid_to_array_pivots_to_underlying_tenor_delta():
     arr = grid_to_array(g)
     assert arr.values.shape == (2, 2, 3)
     assert arr.underlyings == ["PETR4", "VALE3"] and arr.tenors == [21, 63] and arr.deltas == [0.25, 0.5, 0.75]
-    expected = g.set_index(["underlying", "tenor_days", "delta"]).loc[("PETR4", 63, 0.75), "iv"]
+    expected = g.set_index(["underlying_ticker", "tenor_days", "delta"]).loc[("PETR4", 63, 0.75), "iv"]
     assert arr.values[0, 1, 2] == expected
     assert np.isnan(arr.values[1]).all()
     fixed = grid_to_array(g, value="k", underlyings=["BOVA11", "PETR4"])  # stable first axis across days

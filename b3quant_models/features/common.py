@@ -25,15 +25,6 @@ def to_datetime_ns(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s).astype("datetime64[ns]")
 
 
-def underlying_column(df: pd.DataFrame) -> str:
-    """Name of the underlying-ticker column (the surface module writes 'underlying')."""
-    if "underlying_ticker" in df.columns:
-        return "underlying_ticker"
-    if "underlying" in df.columns:
-        return "underlying"
-    raise KeyError("expected an 'underlying_ticker' (or 'underlying') column")
-
-
 # ------------------------------------------------------------------------------------------ underlying
 def underlying_feature_columns(lookbacks: Sequence[int] = DEFAULT_LOOKBACKS) -> list[str]:
     return (

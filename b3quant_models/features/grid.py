@@ -18,7 +18,6 @@ from b3quant_models.features.common import (
     calendar_features,
     series_history,
     to_datetime_ns,
-    underlying_column,
     underlying_feature_columns,
     underlying_features,
 )
@@ -47,9 +46,6 @@ GRID_FEATURE_COLUMNS: list[str] = grid_feature_columns()
 
 def _normalise_grid(surface_grid: pd.DataFrame) -> pd.DataFrame:
     g = surface_grid.copy()
-    und = underlying_column(g)
-    if und != "underlying_ticker":
-        g = g.rename(columns={und: "underlying_ticker"})
     g["trade_date"] = to_datetime_ns(g["trade_date"])
     g["delta"] = g["delta"].astype(float).round(4)
     g["tenor_days"] = g["tenor_days"].astype(int)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from b3quant_models.features.common import lagged_changes, to_datetime_ns, underlying_column
+from b3quant_models.features.common import lagged_changes, to_datetime_ns
 
 USABLE_STATUS = frozenset({"ok", "fitted"})
 MIN_SLICE_BDAYS = 5  # slices this close to expiry are dominated by microstructure; skip for the "front" slice
@@ -41,9 +41,6 @@ def usable_slices(iv_surface: pd.DataFrame) -> pd.DataFrame:
     """Fitted slices with finite parameters, one row per (trade_date, underlying_ticker, expiry),
     with atm_iv/skew/curvature added when the input lacks them."""
     s = iv_surface.copy()
-    und = underlying_column(s)
-    if und != "underlying_ticker":
-        s = s.rename(columns={und: "underlying_ticker"})
     s["trade_date"] = to_datetime_ns(s["trade_date"])
     s["expiry"] = to_datetime_ns(s["expiry"])
     ok = np.isfinite(s[["a", "b", "rho", "m", "sigma", "t"]].astype(float)).all(axis=1) & (s["t"] > 0)

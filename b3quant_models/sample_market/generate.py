@@ -466,7 +466,7 @@ def _write_truth(out_dir: Path, market: SimulatedMarket, parts: list[dict[str, n
     pu = p.take(u_ix)
     summ = surface_summary(state["v"], state["z"], pu)
     surface = pd.DataFrame({
-        "trade_date": dates[d_ix].astype("datetime64[ns]"), "underlying": tick[u_ix], "isin": isin[u_ix],
+        "trade_date": dates[d_ix].astype("datetime64[ns]"), "underlying_ticker": tick[u_ix], "isin": isin[u_ix],
         "spot": paths.spot[:n_days].ravel(), "v": state["v"], "vbar": pu.vbar, "kappa": pu.kappa,
         "vrp": pu.vrp, "z": state["z"], "rho": summ["rho"], "eta": summ["eta"], "gamma": pu.gamma,
         "atm_vol_1m": summ["atm_vol_1m"], "atm_vol_3m": summ["atm_vol_3m"], "skew_1m": summ["skew_1m"],
@@ -475,7 +475,7 @@ def _write_truth(out_dir: Path, market: SimulatedMarket, parts: list[dict[str, n
     surface.to_parquet(out_dir / TRUTH_FILES["surface_params"], index=False)
 
     underlying = pd.DataFrame({
-        "trade_date": dates[d_ix].astype("datetime64[ns]"), "underlying": tick[u_ix], "isin": isin[u_ix],
+        "trade_date": dates[d_ix].astype("datetime64[ns]"), "underlying_ticker": tick[u_ix], "isin": isin[u_ix],
         "close": paths.spot[:n_days].ravel(), "log_return": paths.log_ret[:n_days].ravel(),
         "jump": paths.jump[:n_days].ravel(), "jumped": paths.jump[:n_days].ravel() != 0,
         "variance": state["v"], "inst_vol": np.sqrt(state["v"]),
@@ -485,7 +485,7 @@ def _write_truth(out_dir: Path, market: SimulatedMarket, parts: list[dict[str, n
 
     cat = {c: np.concatenate([part[c] for part in parts]) for c in parts[0]}
     opt = pd.DataFrame({
-        "trade_date": dates[cat["day"]].astype("datetime64[ns]"), "underlying": tick[cat["und"]],
+        "trade_date": dates[cat["day"]].astype("datetime64[ns]"), "underlying_ticker": tick[cat["und"]],
         "ticker": cat["ticker"], "isin": isin[cat["und"]], "option_type": np.where(cat["is_call"], "C", "P"),
         "expiry": cat["expiry"].astype("datetime64[ns]"), "week": cat["week"].astype(np.int8),
         **{c: cat[c] for c in ("strike", "bdays", "t", "spot", "rate", "forward", "k", "true_iv",

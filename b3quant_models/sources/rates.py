@@ -13,7 +13,7 @@ Sources
 * Offline: ``<landing>/cdi.csv`` with columns ``date`` (YYYY-MM-DD) and ``cdi_annual_pct`` (annual %,
   252 basis, e.g. ``14.13``) -- the format the sample-market simulator writes.
 
-Both normalise to a frame with ``date`` (datetime64, midnight) and ``cdi_annual`` (decimal, 0.1413).
+Both normalise to a frame with ``trade_date`` (datetime64, midnight) and ``cdi_annual`` (decimal, 0.1413).
 A day without a rate is an error, never a forward-filled guess.
 """
 
@@ -46,7 +46,7 @@ SGS_SERIES = {SGS_CDI_ANNUAL_252: "annual_pct", SGS_CDI_DAILY: "daily_pct"}
 SGS_MAX_WINDOW_DAYS = 3650
 RATES_FILE_NAME = "cdi.csv"
 RATES_FILE_COLUMNS = ("date", "cdi_annual_pct")
-RATE_COLUMNS = ("date", "cdi_annual")
+RATE_COLUMNS = ("trade_date", "cdi_annual")
 
 DayLike = dt.date | str | pd.Timestamp
 
@@ -92,9 +92,9 @@ def di_discount_factor(r252: float | np.ndarray, business_days: float | np.ndarr
 
 
 def _normalise(dates: pd.Series, cdi_annual: pd.Series, source: str) -> pd.DataFrame:
-    df = pd.DataFrame({"date": pd.to_datetime(dates).dt.normalize(), "cdi_annual": cdi_annual.astype(float)})
-    df = df.drop_duplicates().sort_values("date", ignore_index=True)
-    dup = df["date"][df["date"].duplicated()]
+    df = pd.DataFrame({"trade_date": pd.to_datetime(dates).dt.normalize(), "cdi_annual": cdi_annual.astype(float)})
+    df = df.drop_duplicates().sort_values("trade_date", ignore_index=True)
+    dup = df["trade_date"][df["trade_date"].duplicated()]
     if not dup.empty:
         days = ", ".join(d.date().isoformat() for d in dup.iloc[:5])
         raise RateSourceError(f"{source}: conflicting rates for the same day(s): {days}")
@@ -110,27 +110,27 @@ def _source_of(rates: pd.DataFrame) -> str:
 class DailyRate:
     """The risk-free rate of one trading day in both conventions."""
 
-    date: dt.date
+    trade_date: dt.date
     cdi_annual: float  # decimal, 252-day exponential basis
     r_cont: float  # ln(1 + cdi_annual)
     source: str = ""
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
-            {"date": [pd.Timestamp(self.date)], "cdi_annual": [self.cdi_annual], "r_cont": [self.r_cont]}
+            {"trade_date": [pd.Timestamp(self.trade_date)], "cdi_annual": [self.cdi_annual], "r_cont": [self.r_cont]}
         )
 
 
 def _coverage(rates: pd.DataFrame) -> str:
     if rates.empty:
         return "no days at all"
-    return f"{len(rates)} days, {rates['date'].min().date()}..{rates['date'].max().date()}"
+    return f"{len(rates)} days, {rates['trade_date'].min().date()}..{rates['trade_date'].max().date()}"
 
 
 def rate_for_day(rates: pd.DataFrame, day: DayLike) -> DailyRate:
     """The rate of ``day``; raises :class:`MissingRateError` naming the day and the source if absent."""
     ts = pd.Timestamp(day).normalize()
-    hit = rates.loc[rates["date"] == ts, "cdi_annual"]
+    hit = rates.loc[rates["trade_date"] == ts, "cdi_annual"]
     if hit.empty:
         raise MissingRateError(
             f"no CDI rate for {ts.date()} in {_source_of(rates)} ({_coverage(rates)}); "
@@ -141,11 +141,11 @@ def rate_for_day(rates: pd.DataFrame, day: DayLike) -> DailyRate:
 
 
 def rates_for_days(rates: pd.DataFrame, days: Iterable[DayLike]) -> pd.DataFrame:
-    """Vectorised :func:`rate_for_day`: ``date, cdi_annual, r_cont`` for every day, or one error listing
+    """Vectorised :func:`rate_for_day`: ``trade_date, cdi_annual, r_cont`` for every day, or one error listing
     every missing day."""
-    wanted = pd.DataFrame({"date": pd.to_datetime(pd.Series(list(days), dtype=object)).dt.normalize()})
-    out = wanted.merge(rates[list(RATE_COLUMNS)], on="date", how="left")
-    missing = out.loc[out["cdi_annual"].isna(), "date"].drop_duplicates()
+    wanted = pd.DataFrame({"trade_date": pd.to_datetime(pd.Series(list(days), dtype=object)).dt.normalize()})
+    out = wanted.merge(rates[list(RATE_COLUMNS)], on="trade_date", how="left")
+    missing = out.loc[out["cdi_annual"].isna(), "trade_date"].drop_duplicates()
     if not missing.empty:
         shown = ", ".join(d.date().isoformat() for d in missing.iloc[:10])
         more = f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""
@@ -198,7 +198,7 @@ def write_rates_file(rates: pd.DataFrame, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     out = pd.DataFrame(
         {
-            "date": pd.to_datetime(rates["date"]).dt.strftime("%Y-%m-%d"),
+            "date": pd.to_datetime(rates["trade_date"]).dt.strftime("%Y-%m-%d"),
             "cdi_annual_pct": rates["cdi_annual"].astype(float) * 100.0,
         }
     )
@@ -317,7 +317,7 @@ def fetch_cdi_sgs(
             raise RateSourceError(f"{where}: {e}") from e
         frames.append(parse_sgs_json(text, series, source=where))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return _normalise(df["date"], df["cdi_annual"], f"SGS series {series} {a}..{b} ({url})")
+    return _normalise(df["trade_date"], df["cdi_annual"], f"SGS series {series} {a}..{b} ({url})")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -359,7 +359,7 @@ class RateSource:
         else:
             df = fetch_cdi_sgs(start, end, series=self.series, base_url=self.base_url, timeout=self.timeout)
         a, b = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
-        out = df[(df["date"] >= a) & (df["date"] <= b)].reset_index(drop=True)
+        out = df[(df["trade_date"] >= a) & (df["trade_date"] <= b)].reset_index(drop=True)
         out.attrs["source"] = _source_of(df)
         return out
 

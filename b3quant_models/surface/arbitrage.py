@@ -21,7 +21,7 @@ from b3quant_models.surface.svi import SVI_PARAMS, svi_g, svi_total_variance
 DEFAULT_K_GRID = np.linspace(-1.5, 1.5, 301)
 
 VIOLATION_COLUMNS = [
-    "check", "underlying", "expiry", "expiry_next", "t", "t_next", "k", "value", "k_from", "k_to", "n_points",
+    "check", "underlying_ticker", "expiry", "expiry_next", "t", "t_next", "k", "value", "k_from", "k_to", "n_points",
 ]
 
 
@@ -30,13 +30,13 @@ def fitted_slices(params: pd.DataFrame) -> pd.DataFrame:
     ok = np.isfinite(params[list(SVI_PARAMS)].to_numpy(dtype=float)).all(axis=1)
     if "status" in params.columns:
         ok &= (params["status"] == "ok").to_numpy()
-    return params.loc[ok].sort_values(["underlying", "t"], kind="stable")
+    return params.loc[ok].sort_values(["underlying_ticker", "t"], kind="stable")
 
 
 def _row(check, und, exp, exp_next, t, t_next, k_grid, values, bad) -> dict:
     i = int(np.argmin(np.where(bad, values, np.inf)))
     return {
-        "check": check, "underlying": und, "expiry": exp, "expiry_next": exp_next, "t": t, "t_next": t_next,
+        "check": check, "underlying_ticker": und, "expiry": exp, "expiry_next": exp_next, "t": t, "t_next": t_next,
         "k": float(k_grid[i]), "value": float(values[i]), "k_from": float(k_grid[bad].min()),
         "k_to": float(k_grid[bad].max()), "n_points": int(bad.sum()),
     }
@@ -60,7 +60,7 @@ def butterfly_violations(
         g = np.where(np.isnan(g), -np.inf, g)
         bad = g < -tol
         if bad.any():
-            rows.append(_row("butterfly", r.underlying, r.expiry, pd.NaT, r.t, np.nan, k_grid,
+            rows.append(_row("butterfly", r.underlying_ticker, r.expiry, pd.NaT, r.t, np.nan, k_grid,
                              np.maximum(g, -1e6), bad))
     return _frame(rows)
 
@@ -75,7 +75,7 @@ def calendar_violations(
     """
     k_grid = np.asarray(k_grid, dtype=float)
     rows = []
-    for und, grp in fitted_slices(params_df).groupby("underlying", sort=True):
+    for und, grp in fitted_slices(params_df).groupby("underlying_ticker", sort=True):
         recs = list(grp.itertuples(index=False))
         for r0, r1 in pairwise(recs):
             if not r1.t > r0.t:

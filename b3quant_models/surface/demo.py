@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         q, _ = synthetic_day(0)
         res = fit_surfaces(q)
         grid = surface_grid(res.params)
-        for und in res.params["underlying"].unique():
+        for und in res.params["underlying_ticker"].unique():
             (args.png_dir / f"surface_{und}.png").write_bytes(plot_surface(q, res.params, grid, und))
         print(f"plots written to {args.png_dir}")
 

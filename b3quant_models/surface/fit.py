@@ -36,11 +36,11 @@ from b3quant_models.surface.svi import (
     svi_wing_slopes,
 )
 
-REQUIRED_COLUMNS = ("underlying", "expiry", "t", "k", "iv", "weight")
+REQUIRED_COLUMNS = ("underlying_ticker", "expiry", "t", "k", "iv", "weight")
 CHECK_TOL = 1e-8
 
 PARAM_COLUMNS = [
-    "underlying", "expiry", "t", *SVI_PARAMS, "rmse_vol_pts", "wrmse_vol_pts", "max_abs_err_vol_pts",
+    "underlying_ticker", "expiry", "t", *SVI_PARAMS, "rmse_vol_pts", "wrmse_vol_pts", "max_abs_err_vol_pts",
     "n_quotes", "k_min_quoted", "k_max_quoted", "atm_iv", "forward", "status", "reason", "repaired",
     "repair", "model", "model_note", "ssvi_theta", "ssvi_rho", "ssvi_eta", "ssvi_gamma",
 ]
@@ -79,7 +79,8 @@ class SurfaceFit:
             "n_raw_violations": int((self.violations["stage"] == "raw_fit").sum()),
             "n_final_violations": int((self.violations["stage"] == "final").sum()),
             "model_by_underlying": {
-                str(u): str(m) for u, m in p.loc[p["status"] == "ok"].groupby("underlying")["model"].first().items()
+                str(u): str(m)
+                for u, m in p.loc[p["status"] == "ok"].groupby("underlying_ticker")["model"].first().items()
             },
         }
 
@@ -94,7 +95,7 @@ def clean_quotes(quotes: pd.DataFrame, k_max: float = 0.5) -> tuple[pd.DataFrame
     q["expiry"] = pd.to_datetime(q["expiry"])
     num = {c: pd.to_numeric(q[c], errors="coerce").to_numpy(dtype=float) for c in ("t", "k", "iv", "weight")}
     rules = [
-        ("missing_key", q["underlying"].isna().to_numpy() | q["expiry"].isna().to_numpy()),
+        ("missing_key", q["underlying_ticker"].isna().to_numpy() | q["expiry"].isna().to_numpy()),
         ("non_finite", ~np.all([np.isfinite(v) for v in num.values()], axis=0)),
         ("non_positive_t", ~(num["t"] > 0)),
         ("non_positive_iv", ~(num["iv"] > 0)),
@@ -200,11 +201,12 @@ def fit_surfaces(
 
     # every slice present in the input gets a row, even if all its quotes were dropped
     keys_all = pd.DataFrame({
-        "underlying": quotes["underlying"].to_numpy(), "expiry": pd.to_datetime(quotes["expiry"]).to_numpy(),
+        "underlying_ticker": quotes["underlying_ticker"].to_numpy(),
+        "expiry": pd.to_datetime(quotes["expiry"]).to_numpy(),
         "t": pd.to_numeric(quotes["t"], errors="coerce").to_numpy(),
-    }).dropna(subset=["underlying", "expiry"])
-    slice_t = keys_all.groupby(["underlying", "expiry"])["t"].median()
-    groups = {key: g for key, g in kept.groupby(["underlying", "expiry"], sort=True)}
+    }).dropna(subset=["underlying_ticker", "expiry"])
+    slice_t = keys_all.groupby(["underlying_ticker", "expiry"])["t"].median()
+    groups = {key: g for key, g in kept.groupby(["underlying_ticker", "expiry"], sort=True)}
     has_fwd = "forward" in kept.columns
 
     rows: list[dict] = []
@@ -214,7 +216,7 @@ def fit_surfaces(
         g = groups.get((und, exp))
         n = 0 if g is None else len(g)
         row = dict.fromkeys(PARAM_COLUMNS, np.nan)
-        row.update(underlying=und, expiry=exp, n_quotes=n, repaired=False, repair="", reason="", model="",
+        row.update(underlying_ticker=und, expiry=exp, n_quotes=n, repaired=False, repair="", reason="", model="",
                    model_note="", _key=(und, exp))
         row["t"] = float(g["t"].median()) if n else float(t_med)
         if n:
@@ -244,7 +246,7 @@ def fit_surfaces(
     by_und: dict[str, list[dict]] = {}
     for row in rows:
         if row["status"] == "ok":
-            by_und.setdefault(row["underlying"], []).append(row)
+            by_und.setdefault(row["underlying_ticker"], []).append(row)
     for und_rows in by_und.values():
         und_rows.sort(key=lambda r: r["t"])
         for prev, cur in pairwise(und_rows):
@@ -259,8 +261,8 @@ def fit_surfaces(
 
     params = _finalize(rows, data)
     violations = _concat([raw_viol, _checks(params, k_grid, "final")])
-    if "date" in quotes.columns and quotes["date"].nunique(dropna=True) == 1:
-        params.insert(0, "date", pd.Timestamp(quotes["date"].dropna().iloc[0]))
+    if "trade_date" in quotes.columns and quotes["trade_date"].nunique(dropna=True) == 1:
+        params.insert(0, "trade_date", pd.Timestamp(quotes["trade_date"].dropna().iloc[0]))
     return SurfaceFit(params=params, violations=violations, dropped=dropped.reset_index(drop=True),
                       k_grid=k_grid, n_input=len(quotes))
 
@@ -323,4 +325,4 @@ def _finalize(rows: list[dict], data: dict) -> pd.DataFrame:
     df["expiry"] = pd.to_datetime(df["expiry"])
     df["n_quotes"] = df["n_quotes"].astype(int)
     df["repaired"] = df["repaired"].astype(bool)
-    return df.sort_values(["underlying", "t"], kind="stable").reset_index(drop=True)
+    return df.sort_values(["underlying_ticker", "t"], kind="stable").reset_index(drop=True)

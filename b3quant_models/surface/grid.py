@@ -23,7 +23,7 @@ from b3quant_models.surface.svi import SVI_PARAMS, svi_total_variance
 DEFAULT_DELTAS = (0.10, 0.25, 0.50, 0.75, 0.90)
 DEFAULT_TENORS = (21, 42, 63, 126, 252)
 DAYS_PER_YEAR = 252
-GRID_COLUMNS = ["underlying", "tenor_days", "delta", "t", "k", "iv", "total_variance", "extrapolated",
+GRID_COLUMNS = ["underlying_ticker", "tenor_days", "delta", "t", "k", "iv", "total_variance", "extrapolated",
                 "flag_reason"]
 _K_BRACKET = (-8.0, 8.0)
 
@@ -88,8 +88,8 @@ def surface_grid(
     fitted = fitted_slices(params)
     has_range = {"k_min_quoted", "k_max_quoted"} <= set(params.columns)
     rows = []
-    for und in sorted(params["underlying"].dropna().unique()):
-        grp = fitted[fitted["underlying"] == und].drop_duplicates("t")
+    for und in sorted(params["underlying_ticker"].dropna().unique()):
+        grp = fitted[fitted["underlying_ticker"] == und].drop_duplicates("t")
         ts = grp["t"].to_numpy(dtype=float)
         ps = [tuple(float(getattr(r, c)) for c in SVI_PARAMS) for r in grp.itertuples(index=False)]
         k_lo = grp["k_min_quoted"].to_numpy(dtype=float) if has_range else None
@@ -122,8 +122,8 @@ def surface_grid(
                     bool(reasons), ";".join(reasons),
                 ))
     out = pd.DataFrame(rows, columns=GRID_COLUMNS)
-    if "date" in params.columns and params["date"].nunique(dropna=True) == 1:
-        out.insert(0, "date", params["date"].dropna().iloc[0])
+    if "trade_date" in params.columns and params["trade_date"].nunique(dropna=True) == 1:
+        out.insert(0, "trade_date", params["trade_date"].dropna().iloc[0])
     return out
 
 
@@ -139,9 +139,9 @@ def grid_to_array(grid: pd.DataFrame, value: str = "iv", underlyings: list[str] 
 
     Pass ``underlyings`` to fix the first axis across days (missing names become NaN slices).
     """
-    unds = sorted(grid["underlying"].unique()) if underlyings is None else list(underlyings)
+    unds = sorted(grid["underlying_ticker"].unique()) if underlyings is None else list(underlyings)
     tenors = sorted(int(x) for x in grid["tenor_days"].unique())
     deltas = sorted(float(x) for x in grid["delta"].unique())
-    full = pd.MultiIndex.from_product([unds, tenors, deltas], names=["underlying", "tenor_days", "delta"])
-    s = grid.set_index(["underlying", "tenor_days", "delta"])[value].astype(float).reindex(full)
+    full = pd.MultiIndex.from_product([unds, tenors, deltas], names=["underlying_ticker", "tenor_days", "delta"])
+    s = grid.set_index(["underlying_ticker", "tenor_days", "delta"])[value].astype(float).reindex(full)
     return GridArray(s.to_numpy().reshape(len(unds), len(tenors), len(deltas)), unds, tenors, deltas)

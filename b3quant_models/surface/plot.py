@@ -30,14 +30,14 @@ def plot_surface(
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    q = quotes_df[quotes_df["underlying"] == underlying]
+    q = quotes_df[quotes_df["underlying_ticker"] == underlying]
     q = q[np.isfinite(q["k"]) & np.isfinite(q["iv"]) & (q["k"].abs() <= k_max)]
-    p = params_df[params_df["underlying"] == underlying].sort_values("t")
-    g = grid_df[grid_df["underlying"] == underlying]
+    p = params_df[params_df["underlying_ticker"] == underlying].sort_values("t")
+    g = grid_df[grid_df["underlying_ticker"] == underlying]
     if date is None:
         for df in (params_df, quotes_df, grid_df):
-            if "date" in df.columns and df["date"].nunique(dropna=True) == 1:
-                date = pd.Timestamp(df["date"].dropna().iloc[0]).date()
+            if "trade_date" in df.columns and df["trade_date"].nunique(dropna=True) == 1:
+                date = pd.Timestamp(df["trade_date"].dropna().iloc[0]).date()
                 break
 
     fig = Figure(figsize=(13, 5.2))

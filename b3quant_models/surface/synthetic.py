@@ -53,9 +53,9 @@ def synthetic_day(
             expiry = date + pd.offsets.BDay(int(bd))
             fwd = spot * np.exp(0.1 * t)
             quotes.append(pd.DataFrame({
-                "date": date, "underlying": und, "expiry": expiry, "t": t, "k": k, "iv": iv,
+                "trade_date": date, "underlying_ticker": und, "expiry": expiry, "t": t, "k": k, "iv": iv,
                 "weight": weight, "is_call": k >= 0, "forward": fwd,
             }))
-            truth.append({"underlying": und, "expiry": expiry, "t": t, **dict(zip(SVI_PARAMS, p, strict=True))})
+            truth.append({"underlying_ticker": und, "expiry": expiry, "t": t, **dict(zip(SVI_PARAMS, p, strict=True))})
     return pd.concat(quotes, ignore_index=True), pd.DataFrame(truth)
 

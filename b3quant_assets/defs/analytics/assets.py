@@ -29,7 +29,7 @@ def risk_free_rate(context: dg.AssetExecutionContext, rates_source: RatesSource)
     """
     days = partition_days(context)
     raw = rates_source.rates(min(days), max(days))
-    df = rates_for_days(raw, days).rename(columns={"date": "trade_date"})
+    df = rates_for_days(raw, days)
     df["trade_date"] = pd.to_datetime(df["trade_date"])
     df["source"] = raw.attrs.get("source", rates_source.mode)
     yield dg.Output(
@@ -55,7 +55,7 @@ def option_iv(
 ):
     """Each option joined to its underlying's close by ISIN, with t, r, forward, log-moneyness,
     IV from the close and the bid/ask mid, Greeks, and a reason for every row without a usable IV."""
-    rates = risk_free_rate.rename(columns={"trade_date": "date"})
+    rates = risk_free_rate
     df = compute_option_iv(option_quotes, underlying_quotes, rates)
     valid = df["iv_reason"] == "ok"
     reasons = df["iv_reason"].value_counts().rename_axis("iv_reason").reset_index(name="rows")

@@ -105,7 +105,7 @@ def surface_grid_points(context: dg.AssetExecutionContext, iv_surface: pd.DataFr
         grids.append(g)
         if day == days[-1]:
             q = quotes[quotes["trade_date"] == day]
-            for und in sorted(p["underlying"].unique())[:MAX_PLOTS_IN_METADATA]:
+            for und in sorted(p["underlying_ticker"].unique())[:MAX_PLOTS_IN_METADATA]:
                 png = plot_surface(q, p, g, und, date=day.date())
                 path = Path(plot_dir, f"{day.date()}", f"{und}.png")
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ def grid_training_set(
     df = feats.merge(targets, on=GRID_KEY_COLUMNS, how="inner")
     point = GRID_KEY_COLUMNS[1:]
     flags = surface_grid_points.rename(
-        columns={"underlying": "underlying_ticker", "trade_date": "target_date", "extrapolated": "extrap_next"}
+        columns={"trade_date": "target_date", "extrapolated": "extrap_next"}
     )[["target_date", *point, "extrap_next"]]
     df = df.merge(flags, on=["target_date", *point], how="left")
     quoted = (df["extrapolated"] == 0) & df["extrap_next"].eq(False)
