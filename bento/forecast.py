@@ -38,7 +38,7 @@ from b3quant_models.features.option import (
     valid_iv_rows,
 )
 from b3quant_models.features.surface import usable_slices
-from b3quant_models.models import ForecastModel, PersistenceModel
+from b3quant_models.models import ForecastModel, PersistenceModel, load_model
 from b3quant_models.option_iv import OPTION_IV_COLUMNS, compute_option_iv
 from b3quant_models.pricing import greeks
 
@@ -112,7 +112,7 @@ def load_forecaster() -> LoadedForecaster:
             f"no promoted model '{MODEL_TAG}' in the BentoML model store: serving the persistence baseline "
             "(tomorrow's IV = today's)",
         )
-    model = ForecastModel.load(_model_dir(Path(stored.path)))
+    model = load_model(_model_dir(Path(stored.path)))
     logger.info("serving %s (%s)", stored.tag, model.name)
     return LoadedForecaster(model, str(stored.tag), model.name, None)
 

@@ -1,22 +1,50 @@
 """Next-day implied-volatility forecasters behind one interface, plus the training toolkit.
 
-``ForecastModel`` (fit/predict/save/load/metadata), ``MODEL_REGISTRY`` (persistence, xgboost, lightgbm),
-``walk_forward_splits``, ``tune`` (Optuna), ``regression_metrics``, ``shap_summary``/``explain_one``,
-``model_card``, ``log_training_run`` (MLflow) and ``train_and_evaluate`` tying them together.
-Never imports dagster/bentoml. See docs/models.md.
+``ForecastModel`` (fit/predict/save/load/metadata), ``MODEL_REGISTRY`` (persistence, xgboost, lightgbm,
+registered as ``"module:Class"``), ``walk_forward_splits``, ``tune`` (Optuna), ``regression_metrics``,
+``shap_summary``/``explain_one``, ``model_card``, ``log_training_run`` (MLflow), ``train_and_evaluate`` tying
+them together and ``promotion`` (the gate and the model store). Never imports dagster/bentoml.
+
+Importing this package loads only the interface, the registry and the light helpers: the names that need
+xgboost, lightgbm, optuna, shap, matplotlib or mlflow are imported on first access (PEP 562), so the service
+and the Dagster code location do not pay for frameworks they do not use. See docs/models.md.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from b3quant_models.models.base import ANCHOR, ForecastModel
 from b3quant_models.models.baselines import PersistenceModel
 from b3quant_models.models.card import model_card
-from b3quant_models.models.explain import explain_one, importance_bar_png, shap_summary
 from b3quant_models.models.metrics import metrics_by, regression_metrics
-from b3quant_models.models.registry import MODEL_REGISTRY, load_model, make_model
+from b3quant_models.models.registry import MODEL_REGISTRY, load_model, make_model, model_class, register_model
 from b3quant_models.models.splits import WalkForwardSplits, walk_forward_splits
-from b3quant_models.models.tracking import local_tracking_uri, log_training_run
-from b3quant_models.models.training import TrainingResult, assemble_dataset, train_and_evaluate
-from b3quant_models.models.trees import LightGBMModel, XGBoostModel
-from b3quant_models.models.tuning import tune
+
+if TYPE_CHECKING:
+    from b3quant_models.models.explain import explain_one, importance_bar_png, shap_summary
+    from b3quant_models.models.tracking import local_tracking_uri, log_training_run
+    from b3quant_models.models.training import TrainingResult, assemble_dataset, train_and_evaluate
+    from b3quant_models.models.trees import LightGBMModel, XGBoostModel
+    from b3quant_models.models.tuning import tune
+
+_LAZY = {
+    "explain_one": "explain", "importance_bar_png": "explain", "shap_summary": "explain",
+    "local_tracking_uri": "tracking", "log_training_run": "tracking",
+    "TrainingResult": "training", "assemble_dataset": "training", "train_and_evaluate": "training",
+    "LightGBMModel": "trees", "XGBoostModel": "trees",
+    "tune": "tuning",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if (module := _LAZY.get(name)) is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ANCHOR",
@@ -36,6 +64,8 @@ __all__ = [
     "make_model",
     "metrics_by",
     "model_card",
+    "model_class",
+    "register_model",
     "regression_metrics",
     "shap_summary",
     "train_and_evaluate",

@@ -41,7 +41,6 @@ class ForecastModel(ABC):
     """Next-day IV forecaster. Subclasses implement ``_fit_change``, ``_predict_change``, ``_save``, ``_load``."""
 
     name: ClassVar[str] = "base"
-    target_mode: ClassVar[str] = "change"
 
     def __init__(
         self, params: dict[str, Any] | None = None, *, features: Sequence[str] | None = None, seed: int = 0,
@@ -115,7 +114,7 @@ class ForecastModel(ABC):
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
             "format_version": MODEL_FORMAT_VERSION,
             "target": "iv_next (next trading day's implied vol, decimal)",
-            "target_mode": self.target_mode,
+            "target_mode": "change",  # kept in saved metadata: every model learns iv_next - iv
             "params": self.params,
             "features": list(self.features or []),
             "seed": self.seed,
@@ -137,18 +136,13 @@ class ForecastModel(ABC):
 
     @classmethod
     def load(cls, directory: str | Path) -> ForecastModel:
-        """Load a model saved by :meth:`save`; on the base class dispatches on the stored name."""
+        """Load a model of this class saved by :meth:`save` (``registry.load_model`` dispatches on the name)."""
         d = Path(directory)
         meta = json.loads((d / METADATA_FILE).read_text())
         if cls is ForecastModel or cls.name != meta["name"]:
-            from b3quant_models.models.registry import MODEL_REGISTRY
-
-            target = MODEL_REGISTRY[meta["name"]]
-            if cls is not ForecastModel and not issubclass(target, cls):
-                raise TypeError(f"{d} holds a '{meta['name']}' model, not {cls.name}")
-        else:
-            target = cls
-        model = target(meta.get("params"), features=meta.get("features"), seed=meta.get("seed", 0),
+            raise TypeError(f"{d} holds a '{meta['name']}' model, not {cls.name}: load it with "
+                            "b3quant_models.models.load_model, which dispatches on the saved name")
+        model = cls(meta.get("params"), features=meta.get("features"), seed=meta.get("seed", 0),
                        n_jobs=meta.get("n_jobs", 1))
         model.train_info = {k: meta[k] for k in ("n_train", "n_val", "fitted_at", "train_start", "train_end",
                                                  "n_train_days") if k in meta}

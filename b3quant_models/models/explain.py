@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from b3quant_models.models.base import ForecastModel
 
 if TYPE_CHECKING:
     import shap
 
-# shap and pyplot are imported lazily: importing b3quant_models.models (e.g. in the serving process)
+# shap and matplotlib are imported lazily: importing b3quant_models.models (e.g. in the serving process)
 # should not pay shap's multi-second import.
 
 
@@ -48,6 +47,8 @@ def _png(fig: Any) -> bytes:
 
 def importance_bar_png(importance: pd.DataFrame, top: int = 20) -> bytes:
     """Horizontal bar chart of mean |SHAP| in vol points."""
+    from matplotlib.figure import Figure
+
     imp = importance.head(top).iloc[::-1]
     fig = Figure(figsize=(7, 0.3 * len(imp) + 1.2))
     ax = fig.add_subplot()

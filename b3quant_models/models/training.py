@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from b3quant_models.features import FEATURE_COLUMNS, GRID_FEATURE_COLUMNS, GRID_KEY_COLUMNS, KEY_COLUMNS
 from b3quant_models.models.base import ANCHOR, ForecastModel, default_features
@@ -109,6 +108,8 @@ def _train_mask(df: pd.DataFrame, train_dates: np.ndarray, eval_start: np.dateti
 
 
 def _plot_daily(daily: pd.DataFrame, has_opt: bool, name: str) -> bytes:
+    from matplotlib.figure import Figure  # lazy: matplotlib is a second-long import the code location skips
+
     fig = Figure(figsize=(9, 3.6))
     ax = fig.add_subplot()
     ax.plot(daily["trade_date"], daily["rmse_vol_pts"], label=name, lw=1.6)
@@ -125,6 +126,8 @@ def _plot_daily(daily: pd.DataFrame, has_opt: bool, name: str) -> bytes:
 
 
 def _plot_scatter(pred: pd.DataFrame) -> bytes:
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(4.8, 4.5))
     ax = fig.add_subplot()
     dy_true = 100 * (pred["iv_next"] - pred[ANCHOR])

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
 import pandas as pd
 
 from b3quant_models.models.registry import MODEL_REGISTRY, make_model
 from b3quant_models.models.splits import WalkForwardSplits, walk_forward_splits
+
+if TYPE_CHECKING:
+    import optuna  # imported in tune(): a second-long import that only tuning needs
 
 
 def fold_masks(dates: Any, splits: WalkForwardSplits, target_dates: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -57,6 +59,8 @@ def tune(
     deterministic models make the search reproducible when ``timeout`` does not cut it short. ``X``/``y``/
     ``dates`` must contain only rows dated before the test block (pass ``splits`` or ``split_kwargs``).
     """
+    import optuna
+
     y = np.asarray(y, dtype=float)
     splits = splits or walk_forward_splits(dates, **(split_kwargs or {}))
     masks = fold_masks(dates, splits, target_dates)
@@ -111,5 +115,7 @@ def tune(
 
 def _has_space(cls: type) -> bool:
     """Whether the model has hyper-parameters (persistence has none → a single evaluation trial)."""
+    import optuna
+
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     return bool(cls.suggest_params(probe.ask()))
