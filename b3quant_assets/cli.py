@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from b3quant_models import settings
 
 
 def _progress(label: str):
@@ -39,14 +39,12 @@ def _set_env(data_dir: str | None) -> Path:
     """Point every component at one data folder and the project's Dagster instance."""
     if data_dir:
         os.environ["B3Q_DATA_DIR"] = str(Path(data_dir).resolve())
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home()))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    from b3quant_assets.defs.shared.resources import data_dir as _data_dir
-
     os.environ.setdefault("B3Q_OFFLINE", "1")  # the demo never touches the network
     # The model store promotion writes to is the one `bentoml serve` reads with this BENTOML_HOME.
-    os.environ.setdefault("BENTOML_HOME", str(_data_dir() / "bentoml"))
-    return _data_dir()
+    os.environ.setdefault("BENTOML_HOME", str(settings.bentoml_home()))
+    return settings.data_dir()
 
 
 def _sample_config(args: argparse.Namespace):
@@ -106,13 +104,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data = _set_env(args.data_dir)
     from b3quant_models.sample_market import SampleMarketManifest, generate_sample_market, is_generated
 
-    landing = Path(os.environ.get("B3Q_LANDING_DIR", data / "landing"))
+    landing = settings.landing_dir()
     config = _sample_config(args)
     t0 = time.perf_counter()
     if args.fresh or not is_generated(landing, config):
-        from b3quant_assets.defs.shared.resources import default_duckdb_path
-
-        db = Path(default_duckdb_path())
+        db = settings.duckdb_path()
         if db.exists():
             # Tables of another market would mix into the unpartitioned training sets.
             print(f"      the sample market changes: starting a new database (removing {db})")

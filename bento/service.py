@@ -18,6 +18,8 @@ from pydantic import Field
 
 with bentoml.importing():
     from b3quant_models.calendar import DAYS_PER_YEAR, business_days
+    from b3quant_models.features.day_context import DayContext, load_day_context
+    from b3quant_models.models import promotion
     from b3quant_models.pricing import IVReason, greeks, implied_vol_with_reason
     from bento import forecast
     from bento.schemas import (
@@ -68,12 +70,12 @@ class B3QuantService:
 
     # A promoted forecaster present at import/build time is declared, so `bentoml build` packs it into
     # the bento; without one the service still builds and serves the persistence baseline.
-    if (_promoted := forecast.promoted_tag()) is not None:
+    if (_promoted := promotion.promoted_tag()) is not None:
         forecaster_model = bentoml.models.BentoModel(_promoted)
 
     def __init__(self) -> None:
         self.store: MarketStore = get_store()
-        self.forecaster = forecast.load_forecaster()
+        self.forecaster = promotion.load_forecaster()
         self.lookbacks = forecast.lookbacks_for(self.forecaster.model)
         # JIT-compile the numba solver now, not on the first request (it takes seconds, once).
         implied_vol_with_reason([10.0], [100.0], [100.0], [0.25], [0.1], [True])
@@ -86,10 +88,10 @@ class B3QuantService:
         logger.info("b3quant service: DuckDB %s (present: %s), model %s", self.store.path,
                     self.store.available(), self.forecaster.version)
 
-    def _day_context(self, day: dt.date) -> forecast.DayContext:
+    def _day_context(self, day: dt.date) -> DayContext:
         """The day's request-independent feature inputs, loaded once per day and DuckDB file version."""
         return self.store.cached(("day_context", day, self.lookbacks),
-                                 lambda db: forecast.load_day_context(db, day, self.lookbacks))
+                                 lambda db: load_day_context(db, day, self.lookbacks))
 
     def __is_ready__(self) -> bool:
         """Not ready without a readable DuckDB file: surfaces, forecasts and default dates/rates need it."""

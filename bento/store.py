@@ -11,7 +11,6 @@ stat the file; a locked file keeps serving the last loaded version.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +24,8 @@ from typing import Any, TypeVar
 import duckdb
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from b3quant_models import settings
+
 CACHE_ENTRIES = 6  # the snapshot plus a few days' predict_iv contexts
 RETRY_LOCKED_S = 1.0  # while a writer holds the file, retry a reload at most this often
 T = TypeVar("T")
@@ -33,9 +33,7 @@ T = TypeVar("T")
 
 def duckdb_path() -> Path:
     """``$B3Q_DUCKDB_PATH``, else ``$B3Q_DATA_DIR/b3quant.duckdb``, else ``<repo>/data/b3quant.duckdb``."""
-    if p := os.environ.get("B3Q_DUCKDB_PATH"):
-        return Path(p)
-    return Path(os.environ.get("B3Q_DATA_DIR", REPO_ROOT / "data")) / "b3quant.duckdb"
+    return settings.duckdb_path()
 
 
 class StoreUnavailable(RuntimeError):

@@ -353,7 +353,7 @@ def test_predict_iv_request_level_errors(client: TestClient, tables, last_day) -
 def test_predict_iv_with_promoted_model_equals_batch_path(market_db: Path, tables, last_day, tmp_path: Path,
                                                           monkeypatch) -> None:
     """Skew test: a promoted LightGBM model served through the service gives the batch predictions."""
-    from b3quant_models.models import LightGBMModel
+    from b3quant_models.models import LightGBMModel, promotion
     from bento import forecast
 
     feats = build_option_features(tables["option_iv"], tables["iv_surface"], tables["underlying_quotes"])
@@ -366,8 +366,8 @@ def test_predict_iv_with_promoted_model_equals_batch_path(market_db: Path, table
     batch_pred = model.predict(batch)
 
     with _model_store(tmp_path / "store"):
-        tag = forecast.promote(model_dir)
-        assert forecast.promoted_tag() == tag
+        tag = promotion.promote(model_dir)
+        assert promotion.promoted_tag() == tag
         monkeypatch.setenv("B3Q_DUCKDB_PATH", str(market_db))
         rows, req = _contracts(tables, last_day)
         with TestClient(_app()) as c:
@@ -418,6 +418,7 @@ def test_predict_iv_features_equal_batch_table_with_the_request_rows(market_db: 
     import dataclasses
 
     from b3quant_models.features import build_option_features
+    from b3quant_models.features.day_context import load_day_context
     from bento import forecast
     from bento.schemas import ForecastRow
     from bento.store import MarketStore
@@ -426,7 +427,7 @@ def test_predict_iv_features_equal_batch_table_with_the_request_rows(market_db: 
     snap = store.snapshot()
     day = snap.days[-1 - days_back]
     with store.session() as db:
-        ctx = forecast.load_day_context(db, day, (5, 10, 21))
+        ctx = load_day_context(db, day, (5, 10, 21))
     if not reuse:
         ctx = dataclasses.replace(ctx, stored_quotes={})
     rows = [ForecastRow(**x) for x in _request_rows(tables, day)]
@@ -447,7 +448,7 @@ def test_predict_iv_features_equal_batch_table_with_the_request_rows(market_db: 
 def test_stored_feature_reuse_ignores_only_columns_the_builder_never_reads(tables) -> None:
     """The reuse check skips NOT_FEATURE_INPUTS: changing them must not change any feature."""
     from b3quant_models.features import build_option_features
-    from bento.forecast import NOT_FEATURE_INPUTS
+    from b3quant_models.features.day_context import NOT_FEATURE_INPUTS
 
     iv = tables["option_iv"]
     changed = iv.copy()
@@ -496,6 +497,7 @@ def test_predict_iv_concurrent_requests_all_succeed(market_db: Path) -> None:
     now concurrent requests share one cached day context, loaded once."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from b3quant_models.features.day_context import load_day_context
     from bento import forecast
     from bento.schemas import ForecastRow
     from bento.store import MarketStore
@@ -508,7 +510,7 @@ def test_predict_iv_concurrent_requests_all_succeed(market_db: Path) -> None:
 
     def load(db):
         loads.append(1)
-        return forecast.load_day_context(db, day, (5, 10, 21))
+        return load_day_context(db, day, (5, 10, 21))
 
     def one(_: int) -> float:
         ctx = store.cached(("day_context", day), load)

@@ -13,7 +13,7 @@ import pytest
 
 from b3quant_assets.defs.models.assets import grid_model_assets, model_assets, model_comparison, training_config_for
 from b3quant_assets.defs.models.resources import MlflowTracking
-from b3quant_assets.defs.serving.assets import BentoModelStore, decide, promoted_model
+from b3quant_assets.defs.serving.assets import BentoModelStore, promoted_model
 from b3quant_models.features import (
     GRID_KEY_COLUMNS,
     build_grid_features,
@@ -99,8 +99,7 @@ def test_models_train_log_and_compare(
     # Promotion: with an empty store the validation winner goes in, with its provenance.
     decision = res.output_for_node("promoted_model")
     assert decision["promote"] and decision["reason"] == "no production model in the store"
-    from bento.forecast import MODEL_TAG
-    from bento.model_store import use_model_store
+    from b3quant_models.models.promotion import MODEL_TAG, decide, use_model_store
 
     with use_model_store(store):
         import bentoml

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from b3quant_models import settings
 from b3quant_models.models.tracking import local_tracking_uri
-
-from ..shared.resources import data_dir
 
 
 class MlflowTracking(dg.ConfigurableResource):
@@ -24,9 +23,9 @@ class MlflowTracking(dg.ConfigurableResource):
     experiment: str = "b3quant-iv-forecast"
 
     def uri(self) -> str:
-        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(data_dir() / "mlflow")
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(settings.mlflow_dir())
 
 
 def model_store_dir() -> Path:
     """Saved models (one folder per model and MLflow run): ``$B3Q_DATA_DIR/models``."""
-    return data_dir() / "models"
+    return settings.saved_models_dir()

@@ -1,8 +1,7 @@
-"""Shared resources: where data lives and the DuckDB IO manager every table goes through."""
+"""Shared resources: the DuckDB IO manager every table goes through (paths: ``b3quant_models.settings``)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,27 +11,20 @@ from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
+from b3quant_models import settings
+from b3quant_models.settings import data_dir, offline
 from b3quant_models.storage import typed_select
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-def data_dir() -> Path:
-    """``$B3Q_DATA_DIR`` or ``<project>/data`` (git-ignored): landing files, DuckDB, MLflow."""
-    return Path(os.environ.get("B3Q_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+__all__ = ["B3DuckDBIOManager", "data_dir", "default_duckdb_path", "default_landing_dir", "duckdb_io_manager",
+           "offline"]
 
 
 def default_duckdb_path() -> str:
-    return os.environ.get("B3Q_DUCKDB_PATH", str(data_dir() / "b3quant.duckdb"))
-
-
-def offline() -> bool:
-    """``B3Q_OFFLINE=1``: never reach the network (the demo and tests set it); sources read local files."""
-    return os.environ.get("B3Q_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    return str(settings.duckdb_path())
 
 
 def default_landing_dir() -> str:
-    return os.environ.get("B3Q_LANDING_DIR", str(data_dir() / "landing"))
+    return str(settings.landing_dir())
 
 
 class TypedDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):

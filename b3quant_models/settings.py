@@ -1,0 +1,68 @@
+"""Where the platform's files live and the environment variables that move them: the one place.
+
+Every component (the Dagster resources, the ``b3q`` command, the BentoML service, promotion) reads its
+paths here, so one ``B3Q_DATA_DIR`` points all of them at the same data folder. Values are read from the
+environment on every call (tests and ``b3q`` set variables at run time). Stdlib only: cheap to import.
+
+| variable | default |
+|---|---|
+| ``B3Q_DATA_DIR`` | ``<project>/data`` (the folder holding the package; git-ignored in a checkout) |
+| ``B3Q_LANDING_DIR`` | ``$B3Q_DATA_DIR/landing`` |
+| ``B3Q_DUCKDB_PATH`` | ``$B3Q_DATA_DIR/b3quant.duckdb`` |
+| ``B3Q_OFFLINE`` | unset: ``1``/``true``/``yes`` means never reach the network |
+| ``BENTOML_HOME`` | ``$B3Q_DATA_DIR/bentoml`` (model store in ``models/``) |
+| ``MLFLOW_TRACKING_URI`` | SQLite under ``$B3Q_DATA_DIR/mlflow`` (see ``models.tracking``) |
+| ``DAGSTER_HOME`` | ``<project>/dagster_home`` when ``b3q`` sets it |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """``$B3Q_DATA_DIR`` or ``<project>/data``: landing files, DuckDB, MLflow, models, plots."""
+    return Path(os.environ.get("B3Q_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+
+
+def landing_dir() -> Path:
+    """``$B3Q_LANDING_DIR`` or ``$B3Q_DATA_DIR/landing``: COTAHIST files (and ``cdi.csv``) read by ingestion."""
+    return Path(os.environ.get("B3Q_LANDING_DIR", data_dir() / "landing"))
+
+
+def duckdb_path() -> Path:
+    """``$B3Q_DUCKDB_PATH`` or ``$B3Q_DATA_DIR/b3quant.duckdb``: the database behind every asset."""
+    return Path(os.environ.get("B3Q_DUCKDB_PATH", data_dir() / "b3quant.duckdb"))
+
+
+def offline() -> bool:
+    """``B3Q_OFFLINE=1``: never reach the network (the demo and tests set it); sources read local files."""
+    return os.environ.get("B3Q_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+
+
+def bentoml_home() -> Path:
+    """``$BENTOML_HOME`` or ``$B3Q_DATA_DIR/bentoml``: what ``bentoml serve`` reads with that BENTOML_HOME."""
+    return Path(os.environ.get("BENTOML_HOME", data_dir() / "bentoml"))
+
+
+def bento_models_dir() -> Path:
+    """The BentoML model store promotion writes to and the service loads from (``$BENTOML_HOME/models``)."""
+    return bentoml_home() / "models"
+
+
+def mlflow_dir() -> Path:
+    """Local MLflow store used when ``MLFLOW_TRACKING_URI`` is unset."""
+    return data_dir() / "mlflow"
+
+
+def saved_models_dir() -> Path:
+    """Trained models, one folder per model and MLflow run."""
+    return data_dir() / "models"
+
+
+def dagster_home() -> Path:
+    """``$DAGSTER_HOME`` or the project's ``dagster_home`` (runs, event logs; its dagster.yaml is tracked)."""
+    return Path(os.environ.get("DAGSTER_HOME", PROJECT_ROOT / "dagster_home"))
