@@ -114,8 +114,9 @@ def test_trailer_mismatch_names_file_and_counts(tmp_path: Path) -> None:
     lines = p.read_bytes().split(b"\r\n")
     del lines[2]  # drop a quote: a truncated download
     p.write_bytes(b"\r\n".join(lines))
-    with pytest.raises(CotahistError, match=r"COTAHIST_D15032024\.TXT.*expected 5 records.*found 4"):
+    with pytest.raises(CotahistError, match=r"COTAHIST_D15032024\.TXT.*expected 5 records.*found 4") as exc:
         read_cotahist(p)
+    assert (exc.value.expected, exc.value.found) == (5, 4)  # as attributes: callers never parse the message
 
 
 def test_missing_trailer_is_truncation(tmp_path: Path) -> None:

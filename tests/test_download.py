@@ -122,6 +122,22 @@ def test_daily_download_lands_the_served_zip_byte_for_byte(tmp_path, server):
     assert server.hits("/COTAHIST_D09022024.ZIP") == 1
 
 
+def test_downloaded_daily_file_is_parsed_once_and_read_as_landed(tmp_path, server):
+    """The integrity check's read of a downloaded day is handed on (ingestion does not parse it again) and
+    equals reading the landed file; a file found in the landing folder carries no read."""
+    from b3quant_models.cotahist import read_cotahist_with_quarantine
+
+    data, _ = _daily_zip(tmp_path, SESSION)
+    server.routes["/COTAHIST_D09022024.ZIP"] = CannedResponse(body=data)
+    source = _source(tmp_path / "landing", server)
+    got = source.get_daily(SESSION)
+    again = read_cotahist_with_quarantine(got.path)
+    assert got.read is not None and got.read.file == again.file
+    pd.testing.assert_frame_equal(got.read.quotes, again.quotes)
+    pd.testing.assert_frame_equal(got.read.quarantine, again.quarantine)
+    assert source.get_daily(SESSION).read is None  # already landed: read by the consumer
+
+
 def test_land_as_txt_keeps_the_extracted_text(tmp_path, server):
     data, txt = _daily_zip(tmp_path, SESSION)
     server.routes["/COTAHIST_D09022024.ZIP"] = CannedResponse(body=data)

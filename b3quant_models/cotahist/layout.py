@@ -65,11 +65,8 @@ QUOTE_FIELDS: tuple[Field, ...] = (
 )
 
 QUOTE_COLUMNS: tuple[str, ...] = tuple(f.name for f in QUOTE_FIELDS)
-FIELDS_BY_NAME = {f.name: f for f in QUOTE_FIELDS}
 
 # Header (00) and trailer (99) share their first fields.
-HEADER_FILE_NAME = slice(2, 15)
-HEADER_ORIGIN = slice(15, 23)
 HEADER_GENERATED = slice(23, 31)
 TRAILER_COUNT = slice(31, 42)
 

@@ -41,7 +41,16 @@ DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024  # ~270k records: bounded memory for 1 GB
 
 
 class CotahistError(ValueError):
-    """A COTAHIST file that cannot be trusted as a whole (bad header, trailer, truncation)."""
+    """A COTAHIST file that cannot be trusted as a whole (bad header, trailer, truncation).
+
+    When the trailer's record count disagrees with the records read, ``expected`` and ``found`` hold
+    the two counts (header and trailer included); otherwise they are None.
+    """
+
+    def __init__(self, message: str, *, expected: int | None = None, found: int | None = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.found = found
 
 
 @dataclass
@@ -466,7 +475,8 @@ def _finish(st: _StreamState, path: Path) -> tuple[dt.date | None, int]:
     if expected != trailer_line:
         raise CotahistError(
             f"{path}: truncated or corrupted file — expected {expected} records (the trailer's count, "
-            f"header and trailer included), found {trailer_line}"
+            f"header and trailer included), found {trailer_line}",
+            expected=expected, found=trailer_line,
         )
     gen = st.header[HEADER_GENERATED].decode(ENCODING)
     try:

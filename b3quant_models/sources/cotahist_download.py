@@ -18,12 +18,11 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import re
 import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -34,14 +33,17 @@ from b3quant.downloaders.cotahist import COTAHISTDownloader
 
 from b3quant_models.calendar import is_session
 from b3quant_models.cotahist.reader import CotahistError as ReaderCotahistError
-from b3quant_models.cotahist.reader import iter_cotahist, read_cotahist_bytes
+from b3quant_models.cotahist.reader import (
+    CotahistRead,
+    iter_cotahist,
+    read_cotahist_bytes,
+    read_cotahist_with_quarantine,
+)
 from b3quant_models.cotahist.writer import daily_file_name
 
 logger = logging.getLogger(__name__)
 
 B3_BASE_URL: str = b3quant_config.B3_BASE_URL
-HEADER_PREFIX = b"00COTAHIST"
-TRAILER_PREFIX = b"99"
 LANDING_SUFFIXES = (".TXT", ".ZIP")  # preference order when both are present
 TMP_PREFIX = ".cotahist-tmp-"  # hidden work folder inside the landing dir (same filesystem → atomic rename)
 
@@ -87,9 +89,7 @@ class CotahistNotInLandingError(CotahistError, FileNotFoundError):
 
 
 def _integrity_error(exc: ReaderCotahistError, name: str) -> CotahistIntegrityError:
-    m = re.search(r"expected (\d+) records .*, found (\d+)", str(exc))
-    expected, found = (int(m.group(1)), int(m.group(2))) if m else (None, None)
-    return CotahistIntegrityError(str(exc), name, expected=expected, found=found)
+    return CotahistIntegrityError(str(exc), name, expected=exc.expected, found=exc.found)
 
 
 def check_cotahist_integrity(text_bytes: bytes, name: str) -> int:
@@ -112,6 +112,19 @@ def check_cotahist_file(path: str | Path, name: str | None = None) -> int:
             if z is not None:
                 _zip_txt_member(z, name)
         return sum(len(q) + len(qq) for q, qq in iter_cotahist(path)) + 2
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise CotahistIntegrityError(f"{name}: not a valid ZIP (truncated or corrupted): {e}", name) from e
+    except ReaderCotahistError as exc:
+        raise _integrity_error(exc, name) from exc
+
+
+def _read_checked(path: Path, name: str) -> CotahistRead:
+    """``read_cotahist_with_quarantine`` with ``check_cotahist_file``'s errors (a daily file fits in memory)."""
+    try:
+        with zipfile.ZipFile(path) if path.suffix.upper() == ".ZIP" else contextlib.nullcontext() as z:
+            if z is not None:
+                _zip_txt_member(z, name)
+        return read_cotahist_with_quarantine(path)
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         raise CotahistIntegrityError(f"{name}: not a valid ZIP (truncated or corrupted): {e}", name) from e
     except ReaderCotahistError as exc:
@@ -205,6 +218,10 @@ class LandedFile:
     downloaded: bool  # False: it was already in the landing folder
     url: str | None = None
     records: int | None = None  # header + quotes + trailer, when checked here
+    # A downloaded daily file as read by its integrity check (the landed file, same name): ingestion uses
+    # it instead of parsing the file a second time. None for files found in the landing folder and yearly
+    # files (a yearly file is checked streaming, in bounded memory, and read by the consumer).
+    read: CotahistRead | None = field(default=None, repr=False, compare=False)
 
 
 class CotahistSource:
@@ -291,6 +308,7 @@ class CotahistSource:
             lambda d: d.download_daily(
                 dt.datetime.combine(day, dt.time()), force=True, max_retries=self.max_retries
             ),
+            keep_read=True,
         )
 
     def download_yearly(self, year: int) -> LandedFile:
@@ -305,25 +323,32 @@ class CotahistSource:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _download(self, stem: str, what: str, fetch: Callable[[_Downloader], Path]) -> LandedFile:
+    def _download(
+        self, stem: str, what: str, fetch: Callable[[_Downloader], Path], *, keep_read: bool = False
+    ) -> LandedFile:
         url = f"{self.base_url}/{stem}.ZIP"
         self.landing_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=self.landing_dir) as tmp:
             work = Path(tmp)
             downloader = _Downloader(work / "extract", self.base_url, self.show_progress)
             txt = self._fetch(downloader, fetch, url, stem, what)
-            records = check_cotahist_file(txt, name=f"{stem}.ZIP from {url}")
             if self.land_as == "zip":
                 assert downloader.payload is not None  # set by every successful fetch
                 src = work / f"{stem}.ZIP"
                 src.write_bytes(downloader.payload)
             else:
                 src = txt
+            read = None
+            if keep_read:  # the file as it will be landed (same name), parsed once for check and consumer
+                read = _read_checked(src, name=f"{stem}.ZIP from {url}")
+                records = len(read.quotes) + len(read.quarantine) + 2
+            else:
+                records = check_cotahist_file(txt, name=f"{stem}.ZIP from {url}")
             target = self.landing_dir / src.name
             os.replace(src, target)
         self._drop_other_variants(stem, keep=target)
         logger.info("COTAHIST for %s downloaded from %s into %s (%d records)", what, url, target, records)
-        return LandedFile(target, downloaded=True, url=url, records=records)
+        return LandedFile(target, downloaded=True, url=url, records=records, read=read)
 
     def _fetch(
         self, downloader: _Downloader, fetch: Callable[[_Downloader], Path], url: str, stem: str, what: str
