@@ -2,6 +2,13 @@
 
 Domains are imported as modules (not their ``defs`` objects) because Dagster refuses a module
 that holds more than one ``Definitions`` at module scope.
+
+Every job (runs launched from the UI, ``dagster asset materialize``, schedules, sensors, backfills) uses
+the in-process executor: each step of Dagster's default multiprocess executor is a fresh process that
+re-imports the code location and the step's libraries (seconds each), for no gain here, as the steps of
+a run share one DuckDB file and DuckDB admits one writer process; a run is one process, and its steps
+use the cores themselves where it pays (surface fitting's process pool, numba's parallel IV solve).
+See docs/architecture.md.
 """
 
 import dagster as dg
@@ -17,5 +24,5 @@ defs = dg.Definitions.merge(
     analytics.defs,
     models.defs,
     serving.defs,
-    dg.Definitions(resources={"io_manager": duckdb_io_manager()}),
+    dg.Definitions(resources={"io_manager": duckdb_io_manager()}, executor=dg.in_process_executor),
 )

@@ -3,16 +3,33 @@
 Backed by exchange-calendars' ``BVMF`` calendar (maintained upstream) rather than a hand-written
 holiday list. All functions take and return ``datetime.date`` (or arrays of ``datetime64[D]``) so
 they are cheap to call from vectorized code.
+
+Every process that loads the Dagster code location needs the session list (partition exclusions), but
+importing exchange-calendars and building the calendar take about a second. So the session list is
+kept in a small file under ``$B3Q_DATA_DIR/cache``, keyed by the calendar's name, its end and the
+installed exchange-calendars version, and exchange-calendars is imported only to (re)build it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import tempfile
 from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
+
+from b3quant_models import settings
+
+if TYPE_CHECKING:
+    import exchange_calendars as xcals
+
+logger = logging.getLogger(__name__)
 
 CALENDAR_NAME = "BVMF"
 # A fixed end, not exchange-calendars' default of "today + 1 year": the same trade must get the same
@@ -31,13 +48,48 @@ def _to_date(d: DateLike) -> dt.date:
 @lru_cache(maxsize=1)
 def b3_calendar() -> xcals.ExchangeCalendar:
     """The exchange-calendars B3 calendar (loaded once; ~0.2 s)."""
+    import exchange_calendars as xcals
+
     return xcals.get_calendar(CALENDAR_NAME, end=CALENDAR_END)
+
+
+def sessions_cache_file() -> Path:
+    """Where the session list of this calendar and exchange-calendars version is kept."""
+    version = metadata.version("exchange_calendars")
+    return settings.data_dir() / "cache" / f"sessions-{CALENDAR_NAME}-{CALENDAR_END}-xcals{version}.npy"
+
+
+def _read_sessions(path: Path) -> np.ndarray | None:
+    try:
+        s = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if s.dtype != np.dtype("datetime64[D]") or s.ndim != 1 or not len(s) or np.any(np.diff(s) <= np.timedelta64(0)):
+        return None
+    return s
+
+
+def _write_sessions(path: Path, s: np.ndarray) -> None:
+    """Atomic (temp file + rename) so concurrent processes never read half a file; best effort."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, s, allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only data folder only costs the next start its second
+        logger.debug("B3 session cache not written to %s: %s", path, e)
 
 
 @lru_cache(maxsize=1)
 def _session_days() -> np.ndarray:
     """All known B3 sessions as sorted ``datetime64[D]`` (fast lookups via searchsorted)."""
-    return b3_calendar().sessions.values.astype("datetime64[D]")
+    path = sessions_cache_file()
+    if (s := _read_sessions(path)) is not None:
+        return s
+    s = b3_calendar().sessions.values.astype("datetime64[D]")
+    _write_sessions(path, s)
+    return s
 
 
 def calendar_bounds() -> tuple[dt.date, dt.date]:

@@ -8,8 +8,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from .cotahist.reader import iter_cotahist
-
 
 def typed_select(df: pd.DataFrame, relation: str) -> str:
     """``SELECT`` of a registered DataFrame with object columns cast to VARCHAR.
@@ -46,6 +44,8 @@ def load_cotahist_into_duckdb(
     transaction only once the file proved complete; a truncated file leaves the targets untouched.
     Returns (quotes loaded, lines quarantined).
     """
+    from .cotahist.reader import iter_cotahist  # numba kernels: not for importers of typed_select
+
     kwargs = {"chunk_bytes": chunk_bytes} if chunk_bytes else {}
     tag = uuid.uuid4().hex[:8]  # concurrent loads into one database must not share staging tables
     stage_q, stage_x = f"_staging_{table}_{tag}", f"_staging_{quarantine_table}_{tag}"

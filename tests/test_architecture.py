@@ -123,3 +123,15 @@ HEAVY = ("optuna", "shap", "matplotlib", "lightgbm", "xgboost", "torch")
 
 def test_models_package_loads_no_heavy_framework() -> None:
     assert _loaded_after("import b3quant_models.models", (*HEAVY, "mlflow", "bentoml", "dagster")) == []
+
+
+def test_code_location_defers_heavy_libraries() -> None:
+    """What only runs inside asset bodies is imported there (issue 9: start-up)."""
+    heavy = (*HEAVY, "mlflow", "bentoml", "bcb", "numba", "scipy", "sklearn")
+    assert _loaded_after("import b3quant_assets.definitions", heavy) == []
+
+
+def test_service_module_defers_heavy_libraries() -> None:
+    """The service imports numba (the IV solver, compiled in ``__init__``), scipy and pandera when used."""
+    heavy = (*HEAVY, "mlflow", "dagster", "sklearn", "bcb", "numba", "scipy", "pandera", "exchange_calendars")
+    assert _loaded_after("import bento.service", heavy) == []

@@ -85,3 +85,21 @@ def test_dates_past_the_calendar_end_raise_instead_of_undercounting() -> None:
     with pytest.raises(ValueError, match="outside the B3 calendar"):
         monthly_option_expiry(2036, 6)
     assert business_days("2027-01-04", "2028-06-16") > 350  # two-year listings are counted in full
+
+
+def test_session_cache_holds_exactly_the_calendars_sessions(tmp_path, monkeypatch) -> None:
+    """The cached session list (read instead of importing exchange-calendars) equals the calendar's, and a
+    damaged cache file is ignored rather than trusted."""
+    from b3quant_models import calendar as cal
+
+    monkeypatch.setenv("B3Q_DATA_DIR", str(tmp_path))
+    path = cal.sessions_cache_file()
+    assert path.is_relative_to(tmp_path) and not path.exists()
+    fresh = cal.b3_calendar().sessions.values.astype("datetime64[D]")
+    cal._write_sessions(path, fresh)
+    np.testing.assert_array_equal(cal._read_sessions(path), fresh)
+    np.testing.assert_array_equal(cal._session_days(), fresh)  # what every lookup uses
+    path.write_bytes(b"not an npy file")
+    assert cal._read_sessions(path) is None
+    np.save(path, fresh[::-1])  # unsorted
+    assert cal._read_sessions(path) is None

@@ -19,3 +19,12 @@ def test_workspace_validates(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "b3quant_ml" in out.stdout + out.stderr
+
+
+def test_every_job_runs_in_process() -> None:
+    """One process per run (DuckDB has one writer; a process per step re-pays the imports)."""
+    from b3quant_assets.definitions import defs
+
+    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
+    for job in defs.resolve_all_job_defs():
+        assert job.executor_def.name == "in_process", job.name

@@ -22,19 +22,20 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._reasons import (
+    ABOVE_UPPER_BOUND,
+    BELOW_INTRINSIC,
+    EXPIRED,
+    NAN_INPUT,
+    NO_CONVERGENCE,
+    NON_POSITIVE_INPUT,
+    OK,
+    VEGA_TOO_SMALL,
+)  # reason codes: plain ints (numba cannot see the IntEnum ``IVReason``)
+
 INV_SQRT_2PI = 0.3989422804014327
 INV_SQRT2 = 0.7071067811865476
 DBL_EPS = 2.220446049250313e-16
-
-# Reason codes (mirrors ``IVReason``; numba cannot see the IntEnum, so plain ints live here).
-OK = 0
-NAN_INPUT = 1
-NON_POSITIVE_INPUT = 2
-EXPIRED = 3
-BELOW_INTRINSIC = 4
-ABOVE_UPPER_BOUND = 5
-VEGA_TOO_SMALL = 6
-NO_CONVERGENCE = 7
 
 MAX_ITER = 60
 # A Householder step smaller than this (relative) leaves an error of order (step)^4: far below eps.

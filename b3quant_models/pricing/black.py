@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr
 
 ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
 
 _INV_SQRT_2PI = 0.3989422804014327
+
+
+def ndtr(x: ArrayLike) -> FloatArray:
+    """Standard normal CDF (scipy's, imported on first use: scipy.special is a slow import)."""
+    from scipy.special import ndtr as _ndtr
+
+    return _ndtr(x)
 
 
 def as_is_call(is_call: ArrayLike) -> npt.NDArray[np.bool_]:

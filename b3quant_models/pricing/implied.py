@@ -13,7 +13,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from . import _kernels as k
+from . import _reasons as k
 from .black import ArrayLike, FloatArray, as_is_call
 
 # Below this many rows the numba thread pool costs more than it saves.
@@ -88,11 +88,13 @@ def implied_vol_with_reason(
     out = np.empty(n, dtype=np.float64)
     reason = np.empty(n, dtype=np.int8)
     args = (*flat, float(noise_tol), out, reason)
+    from . import _kernels  # numba: imported (and compiled) on the first solve, not with the package
+
     if n >= _PARALLEL_MIN_ROWS:
         with _PARALLEL_LOCK:
-            k.iv_parallel(*args)
+            _kernels.iv_parallel(*args)
     else:
-        k.iv_serial(*args)
+        _kernels.iv_serial(*args)
     return out.reshape(shape), reason.reshape(shape)
 
 

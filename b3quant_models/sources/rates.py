@@ -31,8 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bcb import sgs as bcb_sgs
-from bcb.exceptions import BCBError
 
 from b3quant_models.calendar import DAYS_PER_YEAR
 
@@ -226,6 +224,8 @@ def _redirect_python_bcb(base_url: str) -> Iterator[None]:
     if base_url == SGS_BASE_URL:
         yield
         return
+    from bcb import sgs as bcb_sgs
+
     original = getattr(bcb_sgs, "_get_url_and_payload", None)
     if original is None:
         raise RateSourceError(
@@ -304,6 +304,9 @@ def fetch_cdi_sgs(
     a, b = pd.Timestamp(start).date(), pd.Timestamp(end).date()
     if b < a:
         raise ValueError(f"end {b} is before start {a}")
+    from bcb import sgs as bcb_sgs  # python-bcb (and its HTTP stack) only when the Central Bank is asked
+    from bcb.exceptions import BCBError
+
     base_url = base_url.rstrip("/")
     url = f"{base_url}/dados/serie/bcdata.sgs.{series}/dados"
     frames = []

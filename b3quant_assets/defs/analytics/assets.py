@@ -4,7 +4,6 @@ import dagster as dg
 import pandas as pd
 
 from b3quant_models import schemas
-from b3quant_models.option_iv import compute_option_iv
 from b3quant_models.sources.rates import rates_for_days
 
 from ..shared.checks import pandera_check_result, pandera_check_spec, table_preview
@@ -55,6 +54,8 @@ def option_iv(
 ):
     """Each option joined to its underlying's close by ISIN, with t, r, forward, log-moneyness,
     IV from the close and the bid/ask mid, Greeks, and a reason for every row without a usable IV."""
+    from b3quant_models.option_iv import compute_option_iv  # numba kernels: imported when the asset runs
+
     rates = risk_free_rate
     df = compute_option_iv(option_quotes, underlying_quotes, rates)
     valid = df["iv_reason"] == "ok"

@@ -5,10 +5,6 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from b3quant_models.option_iv import surface_quotes
-from b3quant_models.surface import butterfly_violations, calendar_violations, plot_surface, surface_grid
-from b3quant_models.surface.batch import fit_surfaces_by_day
-
 from ..shared.checks import png_markdown
 from ..shared.partitions import single_run_backfill, trading_day_partitions
 from ..shared.resources import data_dir
@@ -54,6 +50,11 @@ def _by_day(df: pd.DataFrame):
     compute_kind="scipy",
 )
 def iv_surface(context: dg.AssetExecutionContext, option_iv: pd.DataFrame):
+    # Library code is imported in asset bodies (numba, scipy): loading the code location stays cheap.
+    from b3quant_models.option_iv import surface_quotes
+    from b3quant_models.surface import butterfly_violations, calendar_violations
+    from b3quant_models.surface.batch import fit_surfaces_by_day
+
     quotes = surface_quotes(option_iv)
     context.log.info(f"fitting {quotes['trade_date'].nunique()} day(s) of surfaces")
     params, violations = fit_surfaces_by_day(quotes)
@@ -96,6 +97,9 @@ def iv_surface(context: dg.AssetExecutionContext, option_iv: pd.DataFrame):
 def surface_grid_points(context: dg.AssetExecutionContext, iv_surface: pd.DataFrame, option_iv: pd.DataFrame):
     """Each underlying's surface on a fixed tenor (21/42/63/126/252 business days) × call-delta grid —
     the fixed-shape "image" sequence and vision models consume; extrapolated points are flagged."""
+    from b3quant_models.option_iv import surface_quotes
+    from b3quant_models.surface import plot_surface, surface_grid
+
     grids, plots = [], {}
     quotes = surface_quotes(option_iv)
     plot_dir = data_dir() / "plots"

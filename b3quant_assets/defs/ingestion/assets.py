@@ -5,9 +5,6 @@ import dagster as dg
 import pandas as pd
 
 from b3quant_models import schemas
-from b3quant_models.cotahist import read_cotahist_with_quarantine
-from b3quant_models.cotahist.reader import QUARANTINE_COLUMNS
-from b3quant_models.quotes import clean_quotes
 
 from ..shared.checks import pandera_check_result, pandera_check_spec, table_preview
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
@@ -34,11 +31,16 @@ GROUP = "ingestion"
     compute_kind="duckdb",
 )
 def raw_quotes(context: dg.AssetExecutionContext, cotahist_files: CotahistFiles):
+    # Library code is imported in asset bodies: the reader's numba kernels would cost every process that
+    # only loads the code location (webserver, daemon, sensors). See docs/architecture.md.
+    from b3quant_models.cotahist.reader import QUARANTINE_COLUMNS, read_cotahist_with_quarantine
+
     days = partition_days(context)
     quotes, quarantine, files = [], [], []
     for i, day in enumerate(days):
         landed = cotahist_files.daily_file(day)
-        res = read_cotahist_with_quarantine(landed.path)
+        # A file downloaded just now was read by its integrity check: not parsed twice.
+        res = landed.read if landed.read is not None else read_cotahist_with_quarantine(landed.path)
         q = res.quotes
         wrong_day = q["trade_date"] != pd.Timestamp(day)
         if wrong_day.any():
@@ -110,6 +112,8 @@ def raw_quotes(context: dg.AssetExecutionContext, cotahist_files: CotahistFiles)
     compute_kind="pandas",
 )
 def clean_quote_tables(context: dg.AssetExecutionContext, raw_quotes: pd.DataFrame):
+    from b3quant_models.quotes import clean_quotes
+
     c = clean_quotes(raw_quotes)
     no_under = c.options["underlying_ticker"].isna() & ~c.options["is_index_option"]
     if no_under.any():

@@ -2,18 +2,14 @@
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 
-from b3quant_models.sources.cotahist_download import (
-    B3_BASE_URL,
-    CotahistNotInLandingError,
-    CotahistSource,
-    LandedFile,
-)
-
 from ..shared.resources import default_landing_dir, offline
+
+if TYPE_CHECKING:  # the downloader pulls b3quant and the numba reader: imported when a file is needed
+    from b3quant_models.sources.cotahist_download import CotahistSource, LandedFile
 
 
 class CotahistFiles(dg.ConfigurableResource):
@@ -27,21 +23,25 @@ class CotahistFiles(dg.ConfigurableResource):
 
     mode: Literal["auto", "landing", "b3"] = "auto"
     landing_dir: str | None = None  # default: $B3Q_LANDING_DIR or $B3Q_DATA_DIR/landing, read at run time
-    base_url: str = B3_BASE_URL
+    base_url: str | None = None  # default: B3's historical-quotes site (b3quant's B3_BASE_URL)
     max_retries: int = 3
 
     def landing(self) -> Path:
         return Path(self.landing_dir or default_landing_dir())
 
-    def source(self) -> CotahistSource:
+    def source(self) -> "CotahistSource":
+        from b3quant_models.sources.cotahist_download import B3_BASE_URL, CotahistSource
+
         return CotahistSource(
             self.landing(),
-            base_url=self.base_url,
+            base_url=self.base_url or B3_BASE_URL,
             offline=self.mode == "landing" or (self.mode == "auto" and offline()),
             max_retries=self.max_retries,
         )
 
-    def daily_file(self, day: dt.date) -> LandedFile:
+    def daily_file(self, day: dt.date) -> "LandedFile":
+        from b3quant_models.sources.cotahist_download import CotahistNotInLandingError
+
         try:
             return self.source().get_daily(day)
         except CotahistNotInLandingError as exc:
