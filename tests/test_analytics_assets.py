@@ -75,7 +75,7 @@ def test_day_without_rate_fails_loudly(landing: Path, tmp_path: Path) -> None:
 def test_rates_source_auto_uses_the_file_else_the_central_bank(tmp_path: Path, monkeypatch) -> None:
     import json
 
-    from b3quant_models.sources.http_testing import CannedResponse, LoopbackServer, block_non_loopback
+    from b3quant_models.testing.http import CannedResponse, LoopbackServer, block_non_loopback
 
     monkeypatch.delenv("B3Q_OFFLINE", raising=False)
     body = json.dumps([{"data": "04/01/2016", "valor": "14.13"}]).encode()

@@ -26,7 +26,7 @@ from b3quant_models.sources.cotahist_download import (
     find_landing_file,
     find_yearly_landing_file,
 )
-from b3quant_models.sources.http_testing import CannedResponse, LoopbackServer, block_non_loopback
+from b3quant_models.testing.http import CannedResponse, LoopbackServer, block_non_loopback
 
 SESSION = dt.date(2024, 2, 9)  # Friday before Carnival
 CARNIVAL = dt.date(2024, 2, 12)  # Monday, B3 closed

@@ -20,7 +20,7 @@ from b3quant_models.features import (
     svi_iv,
     underlying_features,
 )
-from b3quant_models.features.synthetic import toy_market
+from b3quant_models.testing import toy_market
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ def test_b3_mode_downloads_the_partition_from_a_loopback_server(tmp_path: Path, 
     import io
     import zipfile
 
-    from b3quant_models.sources.http_testing import CannedResponse, LoopbackServer, block_non_loopback
+    from b3quant_models.testing.http import CannedResponse, LoopbackServer, block_non_loopback
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:

@@ -21,9 +21,9 @@ from b3quant_models.features import (
     build_option_features,
     build_targets,
 )
-from b3quant_models.features.synthetic import toy_market
 from b3quant_models.models import load_model
 from b3quant_models.models.tracking import local_tracking_uri
+from b3quant_models.testing import toy_market
 
 
 @pytest.fixture(scope="module")

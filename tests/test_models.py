@@ -15,7 +15,6 @@ from b3quant_models.features import (
     build_option_features,
     build_targets,
 )
-from b3quant_models.features.synthetic import toy_market
 from b3quant_models.models import (
     MODEL_REGISTRY,
     ForecastModel,
@@ -33,35 +32,11 @@ from b3quant_models.models import (
     tune,
     walk_forward_splits,
 )
+from b3quant_models.testing import synthetic_panel, toy_market
 
 FEATS = ["iv", "x1", "x2", "x3", "x4", "x5"]
 SPLIT = {"n_folds": 2, "test_days": 10, "purge_days": 1, "min_train_days": 25}
 FAST = {"n_estimators": 60, "learning_rate": 0.1}
-
-
-def _signal(df: pd.DataFrame) -> np.ndarray:
-    return 0.006 * np.tanh(df["x1"]) - 0.004 * (df["x2"] > 0) + 0.003 * df["x3"] * (df["x4"] > 0.5)
-
-
-def synthetic_panel(n_days: int = 60, rows_per_day: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame,
-                                                                                          pd.DataFrame]:
-    """(features, targets, truth) where iv_next = iv + f(features) + noise and the optimal forecast is iv + f."""
-    rng = np.random.default_rng(seed)
-    dates = pd.bdate_range("2024-01-02", periods=n_days)
-    n = n_days * rows_per_day
-    f = pd.DataFrame({
-        "trade_date": np.repeat(dates, rows_per_day),
-        "ticker": np.tile([f"OPT{i:03d}" for i in range(rows_per_day)], n_days),
-        "iv": rng.uniform(0.2, 0.5, n), "x1": rng.normal(size=n), "x2": rng.normal(size=n),
-        "x3": rng.normal(size=n), "x4": rng.uniform(size=n), "x5": rng.normal(size=n),
-    })
-    f.loc[rng.random(n) < 0.05, "x5"] = np.nan  # trees must cope with missing features
-    opt = f["iv"] + _signal(f)
-    t = f[["trade_date", "ticker", "iv"]].copy()
-    t["iv_next"] = opt + rng.normal(0, 0.002, n)
-    t["target_date"] = t["trade_date"] + pd.offsets.BDay(1)
-    truth = f[["trade_date", "ticker"]].assign(iv_next_optimal=opt)
-    return f, t, truth
 
 
 @pytest.fixture(scope="module")

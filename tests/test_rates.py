@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from bcb import sgs as bcb_sgs
 
-from b3quant_models.sources.http_testing import CannedResponse, LoopbackServer, block_non_loopback
 from b3quant_models.sources.rates import (
     SGS_CDI_ANNUAL_252,
     SGS_CDI_DAILY,
@@ -29,6 +28,7 @@ from b3quant_models.sources.rates import (
     read_rates_file,
     write_rates_file,
 )
+from b3quant_models.testing.http import CannedResponse, LoopbackServer, block_non_loopback
 
 # CDI around the first week of 2016 (annual %, 252 basis) and the matching daily % (series 12).
 ANNUAL = {

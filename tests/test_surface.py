@@ -21,7 +21,7 @@ from b3quant_models.surface import (
     svi_total_variance,
 )
 from b3quant_models.surface.svi import refit_svi_constrained
-from b3quant_models.surface.synthetic import synthetic_day
+from b3quant_models.testing import synthetic_day
 
 VOGT = (-0.0410, 0.1331, 0.3060, 0.3586, 0.4153)  # Axel Vogt's SVI slice, t = 1: g < 0 for k ≈ 0.64..1.26
 EXP1, EXP2 = pd.Timestamp("2024-04-15"), pd.Timestamp("2024-05-20")

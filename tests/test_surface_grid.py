@@ -15,7 +15,7 @@ from b3quant_models.surface import (
     svi_iv,
     svi_total_variance,
 )
-from b3quant_models.surface.synthetic import synthetic_day
+from b3quant_models.testing import synthetic_day
 
 P1, P2 = (0.004, 0.05, -0.5, 0.05, 0.12), (0.012, 0.08, -0.45, 0.06, 0.18)
 

@@ -1,8 +1,8 @@
 """Fit synthetic B3-like days end to end and report timing and arbitrage statistics.
 
-    uv run python -m b3quant_models.surface.demo --days 250 --workers 2 [--png-dir out/]
+    uv run python benchmarks/surface_demo.py --days 250 --workers 2 [--png-dir out/]
 
-Each day is ~6 underlyings × 6 expiries × 30 quotes (see ``synthetic.synthetic_day``). Per-day times are
+Each day is ~6 underlyings × 6 expiries × 30 quotes (see ``b3quant_models.testing.synthetic_day``). Per-day times are
 measured inside the worker, so they exclude process start-up and numba's one-off cache load.
 """
 
@@ -18,7 +18,7 @@ import pandas as pd
 
 from b3quant_models.surface.fit import fit_surfaces
 from b3quant_models.surface.grid import grid_to_array, surface_grid
-from b3quant_models.surface.synthetic import TICKERS, synthetic_day
+from b3quant_models.testing.surfaces import TICKERS, synthetic_day
 
 
 def _one_day(seed: int) -> dict:
