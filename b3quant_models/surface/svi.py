@@ -75,11 +75,6 @@ def svi_wing_slopes(b: float, rho: float) -> tuple[float, float]:
     return b * (1.0 - rho), b * (1.0 + rho)
 
 
-def svi_min_variance(a, b, rho, sigma) -> float:
-    """Minimum of w over k: a + bσ√(1−ρ²); must be ≥ 0."""
-    return a + b * sigma * np.sqrt(max(0.0, 1.0 - rho * rho))
-
-
 # ------------------------------------------------------------------------------- inner linear problem
 @numba.njit(cache=True)
 def _solve_small(h, rhs, free, n_free):
@@ -296,34 +291,6 @@ def fit_svi_slice(
     m, sigma = float(z[0]), float(np.exp(z[1]))
     x, val = _inner(m, sigma, k, w, om_s, a_hi, max_wing_slope, sl_min, sr_min)
     return SliceFit(_coeffs_to_raw(x, m, sigma), float(val), True, "quasi-explicit")
-
-
-def _svi_jac(k: np.ndarray, p) -> tuple[np.ndarray, ...]:
-    """w, w', w'' and their (n, 5) Jacobians with respect to (a, b, ρ, m, σ)."""
-    a, b, rho, m, sigma = p
-    x = k - m
-    r = np.sqrt(x * x + sigma * sigma)
-    r3 = r**3
-    w = a + b * (rho * x + r)
-    w1 = b * (rho + x / r)
-    w2 = b * sigma * sigma / r3
-    one, zero = np.ones_like(k), np.zeros_like(k)
-    jw = np.stack([one, rho * x + r, b * x, -w1, b * sigma / r], axis=1)
-    jw1 = np.stack([zero, rho + x / r, b * one, -w2, -b * x * sigma / r3], axis=1)
-    jw2 = np.stack([zero, sigma * sigma / r3, zero, 3 * b * sigma * sigma * x / r**5,
-                    b * (2 * sigma / r3 - 3 * sigma**3 / r**5)], axis=1)
-    return w, w1, w2, jw, jw1, jw2
-
-
-def _g_and_jac(k: np.ndarray, p) -> tuple[np.ndarray, np.ndarray]:
-    """g(k) and its Jacobian in the SVI parameters (chain rule through w, w', w'')."""
-    w, w1, w2, jw, jw1, jw2 = _svi_jac(k, p)
-    w = np.maximum(w, 1e-12)
-    u = 1.0 - k * w1 / (2.0 * w)
-    g = u * u - w1 * w1 / 4.0 * (1.0 / w + 0.25) + w2 / 2.0
-    g_w = u * k * w1 / (w * w) + w1 * w1 / (4.0 * w * w)
-    g_w1 = -u * k / w - w1 / 2.0 * (1.0 / w + 0.25)
-    return g, g_w[:, None] * jw + g_w1[:, None] * jw1 + 0.5 * jw2
 
 
 @numba.njit(cache=True)
