@@ -135,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print(
         f"Serve it:   BENTOML_HOME={os.environ['BENTOML_HOME']} B3Q_DUCKDB_PATH={summary.database} "
-        "uv run bentoml serve bento.service:B3QuantService --port 3001   (http://127.0.0.1:3001/docs)"
+        "uv run bentoml serve bento.service:B3QuantService --host 127.0.0.1 --port 3001   (http://127.0.0.1:3001/docs)"
     )
     return 0 if summary.ok else 1
 

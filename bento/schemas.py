@@ -10,17 +10,54 @@ for the same reason.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from b3quant_models.calendar import calendar_bounds, is_session
 
 MAX_ROWS = int(os.environ.get("B3Q_BENTO_MAX_ROWS", "10000"))  # per request; larger batches get a 400
+MAX_PRICE = 1e9  # BRL (or index points): bounds keep every derived quantity (forward, k, Greeks) finite
+MAX_T = 100.0  # years
 OptionType = Literal["call", "put"]
-Rate = Annotated[float, Field(gt=-1.0, lt=5.0, description="continuous annual rate r = ln(1 + CDI)")]
+
+
+def _json_number(v: object) -> object:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return v
+
+
+# strict: JSON true/"1.5" are not numbers (an int is still a float); bounded so that results stay finite.
+Price = Annotated[float, Field(gt=0, le=MAX_PRICE, strict=True)]
+Quantity = Annotated[float, Field(ge=0, le=1e15, strict=True)]
+# JSON Schema's "integer" includes 3.0, so an integer-valued float is a count too; true and "3" are not.
+Count = Annotated[int, Field(ge=0, le=10**12), BeforeValidator(_json_number)]
+Rate = Annotated[float, Field(gt=-1.0, lt=5.0, strict=True, description="continuous annual rate r = ln(1 + CDI)")]
+Underlying = Annotated[str, Field(min_length=1, max_length=12, pattern=r"^\s*[A-Za-z0-9]{1,12}\s*$",
+                                  description="B3 ticker of the underlying, e.g. PETR4")]
+Ticker = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^\s*[A-Za-z0-9]{1,20}\s*$",
+                              description="B3 option ticker, e.g. PETRA420")]
+
+# Request examples (OpenAPI "Try it out", docs/serving.md): valid against the demo's data and the tests' market,
+# since they leave trade_date to default to the latest stored day. tests/test_bento_service.py posts them.
+EXAMPLE_EXPIRY = "2026-06-19"
+IMPLIED_VOL_EXAMPLE = {"rows": [{"price": 2.1, "spot": 41.2, "strike": 42.0, "option_type": "call",
+                                 "expiry": EXAMPLE_EXPIRY}]}
+SURFACE_EXAMPLE = {"underlying": "PETR4"}
+PREDICT_IV_EXAMPLE = {"contracts": [{"underlying": "PETR4", "option_type": "call", "strike": 42.0,
+                                     "expiry": EXAMPLE_EXPIRY, "price": 2.1}]}
+
+
+def unprocessable(msg: str) -> PydanticCustomError:
+    """A rule no JSON Schema can state (the B3 calendar, stored data, comparisons between fields).
+
+    Such a request is schema-valid, so it is answered 422, not 400 (``bento.http`` maps a 400 whose every
+    error has this type): a 400 always means the request contradicts the OpenAPI document.
+    """
+    return PydanticCustomError("unprocessable", msg.replace("{", "(").replace("}", ")"))
 
 
 def check_session(d: dt.date | None) -> dt.date | None:
@@ -29,9 +66,9 @@ def check_session(d: dt.date | None) -> dt.date | None:
         return d
     lo, hi = calendar_bounds()
     if not lo <= d <= hi:
-        raise ValueError(f"trade_date {d} is outside the B3 calendar ({lo}..{hi})")
+        raise unprocessable(f"trade_date {d} is outside the B3 calendar ({lo}..{hi})")
     if not is_session(d):
-        raise ValueError(f"trade_date {d} is not a B3 trading session (weekend or exchange holiday)")
+        raise unprocessable(f"trade_date {d} is not a B3 trading session (weekend or exchange holiday)")
     return d
 
 
@@ -40,30 +77,36 @@ def check_expiry(d: dt.date | None) -> dt.date | None:
     if d is not None:
         _, hi = calendar_bounds()
         if d > hi:
-            raise ValueError(f"expiry {d} is beyond the B3 calendar's last known session ({hi})")
+            raise unprocessable(f"expiry {d} is beyond the B3 calendar's last known session ({hi})")
     return d
-
-
-def _finite(v: float | None, name: str) -> float | None:
-    if v is not None and not math.isfinite(v):
-        raise ValueError(f"{name} must be finite")
-    return v
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class _Out(BaseModel):
+    """Responses: a non-finite float is written as null, never as the invalid JSON token ``Infinity``."""
+
+    model_config = ConfigDict(ser_json_inf_nan="null")
+
+
 # ------------------------------------------------------------------------------------------------ implied_vol
 class IVRow(_Strict):
     """One option quote to invert. Give ``expiry`` (B3 business days / 252 from ``trade_date``) or ``t``."""
 
-    price: PositiveFloat = Field(description="option premium per unit")
-    spot: PositiveFloat = Field(description="underlying price")
-    strike: PositiveFloat
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["expiry"], "properties": {"expiry": {"type": "string"}}},
+        {"required": ["t"], "properties": {"t": {"type": "number"}}},
+    ]})
+
+    price: Price = Field(description="option premium per unit")
+    spot: Price = Field(description="underlying price")
+    strike: Price
     option_type: OptionType
     expiry: dt.date | None = Field(None, description="expiry date; time = B3 sessions in (trade_date, expiry] / 252")
-    t: PositiveFloat | None = Field(None, description="time to expiry in years (instead of expiry)")
+    t: Annotated[float, Field(gt=0, le=MAX_T, strict=True)] | None = Field(
+        None, description="time to expiry in years (instead of expiry)")
     trade_date: dt.date | None = Field(None, description="default: the latest stored trading day")
     rate: Rate | None = Field(None, description="default: that day's r_cont from b3.risk_free_rate")
 
@@ -84,7 +127,7 @@ class IVRow(_Strict):
         if (self.trade_date is None and self.expiry is not None) or self.rate is None:
             self._defaults_from_store()
         if self.expiry is not None and self.expiry <= self.trade_date:
-            raise ValueError(f"expired contract: expiry {self.expiry} <= trade_date {self.trade_date}")
+            raise unprocessable(f"expired contract: expiry {self.expiry} <= trade_date {self.trade_date}")
         return self
 
     def _defaults_from_store(self) -> None:
@@ -93,22 +136,23 @@ class IVRow(_Strict):
         try:
             snap = get_store().snapshot()
         except StoreUnavailable as e:
-            raise ValueError(f"{e}; pass 'trade_date' and 'rate' explicitly") from None
+            raise unprocessable(f"{e}; pass 'trade_date' and 'rate' explicitly") from None
         if self.trade_date is None:
             if snap.latest is None:
-                raise ValueError("no stored trading day to default 'trade_date' to; pass it explicitly")
+                raise unprocessable("no stored trading day to default 'trade_date' to; pass it explicitly")
             self.trade_date = snap.latest
         if self.rate is None:
             r = snap.rates.get(self.trade_date)
             if r is None:
-                raise ValueError(f"no stored risk-free rate for trade_date {self.trade_date}; pass 'rate'")
+                raise unprocessable(f"no stored risk-free rate for trade_date {self.trade_date}; pass 'rate'")
             self.rate = r
 
 
-class IVResult(BaseModel):
+class IVResult(_Out):
     """Solver output per row; ``iv`` and Greeks are null unless ``reason == 'ok'``.
 
     Units: vega per 1.00 vol, theta per year (-dV/dt), rho per 1.00 rate (as in docs/pricing.md).
+    ``t``/``forward``/``k`` are null (reason ``non_finite``) when the inputs' extremes overflow them.
     """
 
     iv: float | None
@@ -118,23 +162,36 @@ class IVResult(BaseModel):
     vega: float | None
     theta: float | None
     rho: float | None
-    t: float
+    t: float | None
     bdays: int | None
     trade_date: dt.date | None
     rate: float
-    forward: float
-    k: float
+    forward: float | None
+    k: float | None
 
 
 IVRows = Annotated[list[IVRow], Field(min_length=1, max_length=MAX_ROWS)]
 
 
+class IVRequest(_Strict):
+    """Body of ``/implied_vol``: unknown top-level fields are rejected like unknown row fields."""
+
+    model_config = ConfigDict(json_schema_extra={"example": IMPLIED_VOL_EXAMPLE})
+    rows: IVRows
+
+
+class SurfaceRequest(_Strict):
+    model_config = ConfigDict(json_schema_extra={"example": SURFACE_EXAMPLE})
+    underlying: Underlying
+    trade_date: dt.date | None = Field(None, description="default: the latest stored day")
+
+
 # ------------------------------------------------------------------------------------------------ surface
-class SVISlice(BaseModel):
+class SVISlice(_Out):
     """One fitted expiry: raw SVI w(k) = a + b(rho(k-m) + sqrt((k-m)^2 + sigma^2)), k = ln(K/F)."""
 
     expiry: dt.date
-    t: float
+    t: float | None
     a: float | None
     b: float | None
     rho: float | None
@@ -150,10 +207,10 @@ class SVISlice(BaseModel):
     model: str | None
 
 
-class GridPoint(BaseModel):
+class GridPoint(_Out):
     tenor_days: int
-    delta: float
-    t: float
+    delta: float | None
+    t: float | None
     k: float | None
     iv: float | None
     total_variance: float | None
@@ -161,7 +218,7 @@ class GridPoint(BaseModel):
     flag_reason: str | None
 
 
-class SurfaceResponse(BaseModel):
+class SurfaceResponse(_Out):
     underlying: str
     trade_date: dt.date
     slices: list[SVISlice]
@@ -173,18 +230,28 @@ class ForecastRow(_Strict):
     """A contract quoted on the request's trade date. Today's IV comes from ``iv`` if given, else it is
     solved from ``price`` (last trade) and/or ``best_bid``/``best_ask`` exactly as the option_iv asset does."""
 
-    underlying: str = Field(min_length=1, max_length=12)
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["iv"], "properties": {"iv": {"type": "number"}}},
+        {"required": ["price"], "properties": {"price": {"type": "number"}}},
+        {"required": ["best_bid", "best_ask"], "properties": {"best_bid": {"type": "number", "exclusiveMinimum": 0},
+                                                             "best_ask": {"type": "number", "exclusiveMinimum": 0}}},
+    ]})
+
+    underlying: Underlying
     option_type: OptionType
-    strike: PositiveFloat
+    strike: Price
     expiry: dt.date
-    ticker: str | None = Field(None, description="B3 option ticker; default: matched by underlying/type/strike/expiry")
-    spot: PositiveFloat | None = Field(None, description="default: the underlying's stored close that day")
-    iv: PositiveFloat | None = Field(None, le=10.0, description="today's implied vol (decimal)")
-    price: PositiveFloat | None = Field(None, description="last trade price")
-    best_bid: Annotated[float, Field(ge=0)] | None = Field(None, description="0 = no bid (as in COTAHIST)")
-    best_ask: Annotated[float, Field(ge=0)] | None = Field(None, description="0 = no offer")
-    volume: Annotated[float, Field(ge=0)] | None = None
-    trades: Annotated[int, Field(ge=0)] | None = None
+    ticker: Ticker | None = Field(None, description="B3 option ticker; must name this contract's stored series "
+                                  "(a 400 otherwise); default: matched by underlying/type/strike/expiry")
+    spot: Price | None = Field(None, description="default: the underlying's stored close that day")
+    iv: Annotated[float, Field(gt=0, le=10.0, strict=True)] | None = Field(
+        None, description="today's implied vol (decimal)")
+    price: Price | None = Field(None, description="last trade price")
+    best_bid: Annotated[float, Field(ge=0, le=MAX_PRICE, strict=True)] | None = Field(
+        None, description="0 = no bid (as in COTAHIST)")
+    best_ask: Annotated[float, Field(ge=0, le=MAX_PRICE, strict=True)] | None = Field(None, description="0 = no offer")
+    volume: Quantity | None = None
+    trades: Count | None = None
 
     @field_validator("expiry")
     @classmethod
@@ -194,18 +261,26 @@ class ForecastRow(_Strict):
     @model_validator(mode="after")
     def _has_quote(self) -> ForecastRow:
         self.underlying = self.underlying.strip().upper()
+        if self.ticker is not None:
+            self.ticker = self.ticker.strip().upper()
         book = bool(self.best_bid and self.best_ask)  # both sides present and > 0
         if self.iv is None and self.price is None and not book:
             raise ValueError("give today's 'iv', or a 'price', or both 'best_bid' and 'best_ask' > 0")
         if book and self.best_ask < self.best_bid:
-            raise ValueError(f"best_ask {self.best_ask} < best_bid {self.best_bid}")
+            raise unprocessable(f"best_ask {self.best_ask} < best_bid {self.best_bid}")
         return self
 
 
 ForecastRows = Annotated[list[ForecastRow], Field(min_length=1, max_length=MAX_ROWS)]
 
 
-class Forecast(BaseModel):
+class ForecastRequest(_Strict):
+    model_config = ConfigDict(json_schema_extra={"example": PREDICT_IV_EXAMPLE})
+    contracts: ForecastRows
+    trade_date: dt.date | None = Field(None, description="day the quotes are from; default the latest stored day")
+
+
+class Forecast(_Out):
     ticker: str | None
     iv_today: float | None
     iv_source: str | None
@@ -213,10 +288,26 @@ class Forecast(BaseModel):
     reason: str
 
 
-class ForecastResponse(BaseModel):
+class ForecastResponse(_Out):
     model_version: str
     model_name: str
     note: str | None
     trade_date: dt.date
     target_date: dt.date
     predictions: list[Forecast]
+
+
+# ------------------------------------------------------------------------------------------------ errors
+class ErrorItem(BaseModel):
+    """One pydantic validation error: ``loc`` names the field (``["rows", 3, "price"]``)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx body (bento/http.py rewrites BentoML's and Starlette's into this shape)."""
+
+    error: str = Field(description="what was wrong, naming the field/row; inputs quoted truncated")
+    detail: list[ErrorItem] | None = Field(None, description="validation errors, one per field")

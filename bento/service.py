@@ -1,6 +1,7 @@
 """BentoML service: implied vols with our solver, stored SVI surfaces, next-day IV forecasts.
 
-Serve from the repo root: ``uv run bentoml serve bento.service:B3QuantService``. Endpoints, errors,
+Serve from the repo root: ``uv run bentoml serve bento.service:B3QuantService --host 127.0.0.1`` (loopback is
+also the default). Endpoints, errors,
 configuration and the model lookup are documented in docs/serving.md.
 """
 
@@ -9,27 +10,33 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from typing import Annotated
+from http import HTTPStatus
 
+import anyio
 import bentoml
 import numpy as np
+import pandas as pd
 from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
-from pydantic import Field
 
 with bentoml.importing():
     from b3quant_models.calendar import DAYS_PER_YEAR, business_days
     from b3quant_models.features.day_context import DayContext, load_day_context
     from b3quant_models.models import promotion
     from b3quant_models.pricing import IVReason, greeks, implied_vol_with_reason
-    from bento import forecast
+    from bento import forecast, http
+    from bento.coalesce import Coalescer, Job
     from bento.schemas import (
         MAX_ROWS,
         Forecast,
+        ForecastRequest,
         ForecastResponse,
+        ForecastRow,
         ForecastRows,
         GridPoint,
+        IVRequest,
         IVResult,
         IVRows,
+        SurfaceRequest,
         SurfaceResponse,
         SVISlice,
         check_session,
@@ -47,6 +54,12 @@ if os.environ.get("B3Q_BENTO_GPU"):
 MAX_BATCH_LATENCY_MS = int(os.environ.get("B3Q_BENTO_MAX_LATENCY_MS", "1000"))
 
 
+class Unprocessable(InvalidArgument):
+    """Schema-valid but against the calendar or the stored data: 422 (see ``schemas.unprocessable``)."""
+
+    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
 def _none_if_nan(a: np.ndarray) -> list[float | None]:
     return [float(x) if np.isfinite(x) else None for x in a]
 
@@ -58,10 +71,39 @@ def _maybe(d: dict, key: str, cast=float):
     return cast(v)
 
 
+def check_tickers(ctx: forecast.DayContext, contracts: list[ForecastRow]) -> None:
+    """A given ticker must name the request's own contract: its history and stored features are used, so a
+    ticker of another series (a call's on a put, another strike) would silently answer for that series."""
+    own: dict[str, tuple[str, str, float, dt.date]] = {}
+    for (und, typ, exp), (strikes, tickers) in ctx.series.items():
+        for k, t in zip(strikes, tickers, strict=True):
+            own.setdefault(t, (und, typ, float(k), exp))
+    hist = ctx.history
+    for i, c in enumerate(contracts):
+        if c.ticker is None:
+            continue
+        if (s := own.get(c.ticker)) is None:
+            pos = ctx.history_rows.get((c.ticker, pd.Timestamp(c.expiry)))
+            if pos is None:
+                continue  # a contract the store has never seen: no history is used
+            r = hist.iloc[int(pos[-1])]
+            s = (str(r["underlying_ticker"]), str(r["option_type"]), float(r["strike"]),
+                 pd.Timestamp(r["expiry"]).date())
+        if s[0] != c.underlying or s[1] != c.option_type or abs(s[2] - c.strike) >= forecast.STRIKE_TOL \
+                or s[3] != c.expiry:
+            raise Unprocessable(
+                f"contracts[{i}].ticker: {c.ticker} is the stored series {s[0]} {s[1]} strike {s[2]:g} expiry {s[3]}, "
+                f"not the contract given ({c.underlying} {c.option_type} strike {c.strike:g} expiry {c.expiry}); "
+                "fix the ticker or leave it out to match by contract")
+
+
 @bentoml.service(
     name="b3quant",
     resources=_RESOURCES,
     traffic={"timeout": 30, "concurrency": 32, "max_concurrency": 128},
+    # Loopback unless asked otherwise (there is no authentication unless B3Q_BENTO_TOKEN is set): `bentoml serve`
+    # without --host listens here; see docs/serving.md for exposing it.
+    http={"host": os.environ.get("B3Q_BENTO_HOST", "127.0.0.1")},
     workers=int(os.environ.get("B3Q_BENTO_WORKERS", "1")),
     threads=int(os.environ.get("B3Q_BENTO_THREADS", "4")),
 )
@@ -77,6 +119,7 @@ class B3QuantService:
         self.store: MarketStore = get_store()
         self.forecaster = promotion.load_forecaster()
         self.lookbacks = forecast.lookbacks_for(self.forecaster.model)
+        self.coalescer = Coalescer(self._run_forecasts, MAX_ROWS)
         # JIT-compile the numba solver now, not on the first request (it takes seconds, once).
         implied_vol_with_reason([10.0], [100.0], [100.0], [0.25], [0.1], [True])
         # Build the latest day's predict_iv context now too, so the first request does not pay for it.
@@ -103,7 +146,7 @@ class B3QuantService:
         return True
 
     # ------------------------------------------------------------------------------------------ implied_vol
-    @bentoml.api(batchable=True, max_batch_size=MAX_ROWS, max_latency_ms=MAX_BATCH_LATENCY_MS)
+    @bentoml.api(batchable=True, max_batch_size=MAX_ROWS, max_latency_ms=MAX_BATCH_LATENCY_MS, input_spec=IVRequest)
     def implied_vol(self, rows: IVRows) -> list[IVResult]:
         """Implied vol, reason and Greeks per quote (BSM, q = 0, t = B3 business days / 252).
 
@@ -123,20 +166,30 @@ class B3QuantService:
             ex = np.array([rows[i].expiry for i in idx], dtype="datetime64[D]")
             bdays[idx] = business_days(td, ex)
             t[idx] = bdays[idx] / DAYS_PER_YEAR
-        iv, code = implied_vol_with_reason(price, spot, strike, t, rate, is_call)
-        reason = IVReason.labels(code)
-        bad = code != IVReason.OK
-        g = greeks(spot, strike, t, rate, iv, is_call)
+        with np.errstate(all="ignore"):  # extreme (valid) inputs overflow to inf/NaN, handled below
+            iv, code = implied_vol_with_reason(price, spot, strike, t, rate, is_call)
+            reason = IVReason.labels(code)
+            bad = code != IVReason.OK
+            g = greeks(spot, strike, t, rate, iv, is_call)
         g = {k: np.where(bad, np.nan, v) for k, v in g.items()}
-        fwd = spot * np.exp(rate * t)
-        k = np.log(strike / fwd)
-        cols = {"iv": _none_if_nan(iv), **{name: _none_if_nan(v) for name, v in g.items()}}
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            fwd = spot * np.exp(rate * t)
+            k = np.log(strike / fwd)
+        # Bounded inputs keep these finite; should an extreme still overflow, the row says so (JSON has no inf).
+        finite = np.isfinite(fwd) & np.isfinite(k) & np.isfinite(t)
+        for v in g.values():
+            finite &= np.isfinite(v) | bad
+        reason = np.where(finite | bad, reason, "non_finite")
+        keep = finite & ~bad
+        iv = np.where(keep, iv, np.nan)
+        cols = {"iv": _none_if_nan(iv), **{name: _none_if_nan(np.where(keep, v, np.nan)) for name, v in g.items()},
+                "t": _none_if_nan(t), "forward": _none_if_nan(fwd), "k": _none_if_nan(k)}
         return [
             IVResult(
                 iv=cols["iv"][i], reason=str(reason[i]), delta=cols["delta"][i], gamma=cols["gamma"][i],
-                vega=cols["vega"][i], theta=cols["theta"][i], rho=cols["rho"][i], t=float(t[i]),
+                vega=cols["vega"][i], theta=cols["theta"][i], rho=cols["rho"][i], t=cols["t"][i],
                 bdays=int(bdays[i]) if has_exp[i] else None, trade_date=rows[i].trade_date,
-                rate=float(rate[i]), forward=float(fwd[i]), k=float(k[i]),
+                rate=float(rate[i]), forward=cols["forward"][i], k=cols["k"][i],
             )
             for i in range(n)
         ]
@@ -156,17 +209,13 @@ class B3QuantService:
                            if snap.days else f"trade_date {trade_date} is not stored (nothing stored yet)")
         return trade_date
 
-    @bentoml.api
-    def surface(
-        self,
-        underlying: Annotated[str, Field(min_length=1, max_length=12, description="e.g. PETR4")],
-        trade_date: Annotated[dt.date | None, Field(description="default: the latest stored day")] = None,
-    ) -> SurfaceResponse:
+    @bentoml.api(input_spec=SurfaceRequest)
+    def surface(self, underlying: str, trade_date: dt.date | None = None) -> SurfaceResponse:
         """The fitted SVI slices of one underlying and day, and its fixed tenor x delta grid."""
         try:
             check_session(trade_date)
         except ValueError as e:
-            raise InvalidArgument(f"trade_date: {e}") from None
+            raise Unprocessable(f"trade_date: {e}") from None
         day = self._day(trade_date)
         und = underlying.strip().upper()
         try:
@@ -182,7 +231,7 @@ class B3QuantService:
             trade_date=day,
             slices=[
                 SVISlice(
-                    expiry=s["expiry"].date(), t=float(s["t"]),
+                    expiry=s["expiry"].date(), t=_maybe(s, "t"),
                     **{c: _maybe(s, c) for c in ("a", "b", "rho", "m", "sigma", "forward", "atm_iv", "rmse_vol_pts")},
                     n_quotes=_maybe(s, "n_quotes", int), status=str(s["status"]), reason=s.get("reason") or None,
                     repaired=_maybe(s, "repaired", bool), model=s.get("model"),
@@ -191,7 +240,7 @@ class B3QuantService:
             ],
             grid=[
                 GridPoint(
-                    tenor_days=int(p["tenor_days"]), delta=float(p["delta"]), t=float(p["t"]), k=_maybe(p, "k"),
+                    tenor_days=int(p["tenor_days"]), delta=_maybe(p, "delta"), t=_maybe(p, "t"), k=_maybe(p, "k"),
                     iv=_maybe(p, "iv"), total_variance=_maybe(p, "total_variance"),
                     extrapolated=bool(p["extrapolated"]), flag_reason=p.get("flag_reason") or None,
                 )
@@ -200,17 +249,26 @@ class B3QuantService:
         )
 
     # ------------------------------------------------------------------------------------------ predict_iv
-    @bentoml.api
-    def predict_iv(
-        self,
-        contracts: ForecastRows,
-        trade_date: Annotated[dt.date | None, Field(description="day the quotes are from; default latest")] = None,
-    ) -> ForecastResponse:
-        """Next-session IV per contract from the promoted model (or the persistence baseline)."""
+    @bentoml.api(input_spec=ForecastRequest)
+    async def predict_iv(self, contracts: ForecastRows, trade_date: dt.date | None = None) -> ForecastResponse:
+        """Next-session IV per contract from the promoted model (or the persistence baseline).
+
+        Checks run per request; the feature computation is shared with concurrent requests (``bento.coalesce``).
+        """
+        day, job = await anyio.to_thread.run_sync(self._forecast_job, contracts, trade_date)
+        f = self.forecaster
+        return ForecastResponse(
+            model_version=f.version, model_name=f.name, note=f.note, trade_date=day,
+            target_date=forecast.target_date(day),
+            predictions=[Forecast(**p) for p in await self.coalescer.submit(job)],
+        )
+
+    def _forecast_job(self, contracts: list[ForecastRow], trade_date: dt.date | None) -> tuple[dt.date, Job]:
+        """Every check of one request (422/404/503 for it alone), then its share of a feature computation."""
         try:
             check_session(trade_date)
         except ValueError as e:
-            raise InvalidArgument(f"trade_date: {e}") from None
+            raise Unprocessable(f"trade_date: {e}") from None
         day = self._day(trade_date)
         snap = self.store.snapshot()
         known = snap.underlyings.get(day, frozenset())
@@ -219,25 +277,36 @@ class B3QuantService:
                 raise NotFound(f"contracts[{i}].underlying: '{c.underlying}' has no stored options on {day}; "
                                f"known: {sorted(known)}")
             if c.expiry <= day:
-                raise InvalidArgument(f"contracts[{i}].expiry: expired contract, expiry {c.expiry} <= trade_date {day}")
+                raise Unprocessable(f"contracts[{i}].expiry: expired contract, expiry {c.expiry} <= trade_date {day}")
         rate = snap.rates.get(day)
         if rate is None:
             raise NotFound(f"trade_date: no stored risk-free rate for {day}")
-        f = self.forecaster
         try:
             ctx = self._day_context(day)
         except StoreUnavailable as e:
             raise ServiceUnavailable(str(e)) from e
-        req, feats = forecast.forecast_features(self.store, contracts, day, rate, self.lookbacks, context=ctx)
-        dup = req["ticker"][req["ticker"].duplicated()]
-        if len(dup):
-            i = int(dup.index[0])
-            raise InvalidArgument(f"contracts[{i}]: duplicate contract (ticker {dup.iloc[0]}) in one request")
-        return ForecastResponse(
-            model_version=f.version, model_name=f.name, note=f.note, trade_date=day,
-            target_date=forecast.target_date(day),
-            predictions=[Forecast(**p) for p in forecast.predictions(req, feats, f.model)],
-        )
+        check_tickers(ctx, contracts)
+        tickers = ctx.match_tickers(contracts)
+        seen: set[str] = set()
+        for i, t in enumerate(tickers):
+            if t in seen:
+                raise Unprocessable(f"contracts[{i}]: duplicate contract (ticker {t}) in one request")
+            seen.add(t)
+        alone = not {c.underlying for c in contracts} <= ctx.valid_underlyings
+        named = frozenset(t for t in tickers if not t.startswith("__req"))
+        return day, Job(key=(day, id(ctx), rate), rows=contracts, tickers=named, alone=alone, payload=(ctx, rate))
+
+    def _run_forecasts(self, jobs: list[Job]) -> list[list[dict]]:
+        """One feature computation and prediction for the merged rows of ``jobs``, split back per job."""
+        ctx, rate = jobs[0].payload
+        rows = [r for j in jobs for r in j.rows]
+        req, feats = forecast.forecast_features(self.store, rows, ctx.day, rate, self.lookbacks, context=ctx)
+        preds = forecast.predictions(req, feats, self.forecaster.model)
+        out, at = [], 0
+        for j in jobs:
+            out.append(preds[at:at + len(j.rows)])
+            at += len(j.rows)
+        return out
 
 
 async def _docs_redirect(scope, receive, send) -> None:
@@ -248,3 +317,4 @@ async def _docs_redirect(scope, receive, send) -> None:
 
 
 B3QuantService.mount_asgi_app(_docs_redirect, path="/docs")
+http.install(B3QuantService)

@@ -101,7 +101,7 @@ def _app():
 
 
 def _errors(resp: httpx.Response) -> str:
-    """The error text of a 4xx (pydantic details, or BentoML's [{"error": ...}])."""
+    """The error text of a 4xx (every error body is {"error": ..., "detail": [...] or null})."""
     return json.dumps(resp.json())
 
 
@@ -133,9 +133,9 @@ def test_not_ready_without_database(tmp_path: Path, empty_model_store: Path, mon
         # Fully specified rows need no stored data ...
         ok = c.post("/implied_vol", json={"rows": [_row(trade_date="2025-03-10", rate=0.1)]})
         assert ok.status_code == 200 and ok.json()[0]["reason"] == "ok"
-        # ... defaults do, and the 400 says which field to pass.
+        # ... defaults do, and the 422 (schema-valid, data missing) says which field to pass.
         bad = c.post("/implied_vol", json={"rows": [_row()]})
-        assert bad.status_code == 400
+        assert bad.status_code == 422
         assert "DuckDB file not found" in _errors(bad) and "rate" in _errors(bad)
         assert c.post("/surface", json={"underlying": "PETR4"}).status_code == 503
 
@@ -184,29 +184,30 @@ def test_implied_vol_defaults_t_input_and_solver_reasons(client: TestClient, tab
 
 
 @pytest.mark.parametrize(
-    ("row", "field", "text"),
+    ("row", "field", "text", "status"),
     [
-        ({"spot": 30.0, "strike": 31.0, "option_type": "call", "expiry": "2025-06-20"}, "price", "missing"),
-        (_row(strike=-5.0), "strike", "greater than 0"),
-        (_row(strike=0.0), "strike", "greater than 0"),
-        (_row(price=0.0), "price", "greater than 0"),
-        (_row(spot=-1.0), "spot", "greater than 0"),
-        (_row(option_type="straddle"), "option_type", "call"),
-        (_row(trade_date="2025-03-08"), "trade_date", "not a B3 trading session"),  # a Saturday
-        (_row(trade_date="2025-03-04"), "trade_date", "not a B3 trading session"),  # Carnival
-        (_row(trade_date="2025-03-12", expiry="2025-03-12", rate=0.1), None, "expired contract"),
-        (_row(trade_date="2025-03-12", expiry="2025-03-10", rate=0.1), None, "expired contract"),
-        (_row(t=0.1), None, "exactly one of 'expiry' and 't'"),
-        (_row(expiry="2040-06-15"), "expiry", "beyond the B3 calendar"),
-        (_row(rate=float("nan")), None, ""),
-        (_row(trade_date="2024-01-02"), None, "no stored risk-free rate for trade_date 2024-01-02"),
-        (_row(extra_field=1), "extra_field", "not permitted"),
+        ({"spot": 30.0, "strike": 31.0, "option_type": "call", "expiry": "2025-06-20"}, "price", "missing", 400),
+        (_row(strike=-5.0), "strike", "greater than 0", 400),
+        (_row(strike=0.0), "strike", "greater than 0", 400),
+        (_row(price=0.0), "price", "greater than 0", 400),
+        (_row(spot=-1.0), "spot", "greater than 0", 400),
+        (_row(option_type="straddle"), "option_type", "call", 400),
+        (_row(trade_date="2025-03-08"), "trade_date", "not a B3 trading session", 422),  # a Saturday
+        (_row(trade_date="2025-03-04"), "trade_date", "not a B3 trading session", 422),  # Carnival
+        (_row(trade_date="2025-03-12", expiry="2025-03-12", rate=0.1), None, "expired contract", 422),
+        (_row(trade_date="2025-03-12", expiry="2025-03-10", rate=0.1), None, "expired contract", 422),
+        (_row(t=0.1), None, "exactly one of 'expiry' and 't'", 400),
+        (_row(expiry="2040-06-15"), "expiry", "beyond the B3 calendar", 422),
+        (_row(rate=float("nan")), None, "", 400),
+        (_row(trade_date="2024-01-02"), None, "no stored risk-free rate for trade_date 2024-01-02", 422),
+        (_row(extra_field=1), "extra_field", "not permitted", 400),
     ],
 )
-def test_implied_vol_bad_rows_are_400_naming_field_and_index(client: TestClient, row, field, text) -> None:
+def test_implied_vol_bad_rows_are_4xx_naming_field_and_index(client: TestClient, row, field, text, status) -> None:
+    """400: the row contradicts the schema; 422: schema-valid but against the calendar or stored data."""
     body = json.dumps({"rows": [_row(price=2.0), row]}).replace("NaN", '"nan"')
     resp = client.post("/implied_vol", content=body, headers={"content-type": "application/json"})
-    assert resp.status_code == 400, resp.text
+    assert resp.status_code == status, resp.text
     locs = _locs(resp)
     assert all(loc[:2] == ["rows", 1] for loc in locs), locs  # row 0 is fine; row 1 is named
     if field is not None:
@@ -255,7 +256,7 @@ def test_surface_returns_stored_slices_and_grid(client: TestClient, tables, last
     [
         ({"underlying": "XXXX4"}, 404, "underlying 'XXXX4' has no surface"),
         ({"underlying": "PETR4", "trade_date": "2025-01-02"}, 404, "trade_date 2025-01-02 is not stored"),
-        ({"underlying": "PETR4", "trade_date": "2025-03-09"}, 400, "not a B3 trading session"),
+        ({"underlying": "PETR4", "trade_date": "2025-03-09"}, 422, "not a B3 trading session"),
         ({"underlying": ""}, 400, "underlying"),
         ({}, 400, "underlying"),
     ],
@@ -316,11 +317,11 @@ def test_predict_iv_given_iv_and_unsolvable_rows(client: TestClient) -> None:
     ("contract", "status", "text"),
     [
         ({"underlying": "XXXX4"}, 404, "contracts[1].underlying: 'XXXX4' has no stored options"),
-        ({"expiry": "2025-03-10"}, 400, "contracts[1].expiry: expired contract"),
+        ({"expiry": "2025-03-10"}, 422, "contracts[1].expiry: expired contract"),
         ({"strike": -40.0}, 400, "strike"),
-        ({"expiry": "2040-06-15"}, 400, "beyond the B3 calendar"),
+        ({"expiry": "2040-06-15"}, 422, "beyond the B3 calendar"),
         ({"iv": None, "price": None}, 400, "give today's 'iv'"),
-        ({"iv": None, "price": None, "best_bid": 2.0, "best_ask": 1.0}, 400, "best_ask 1.0 < best_bid 2.0"),
+        ({"iv": None, "price": None, "best_bid": 2.0, "best_ask": 1.0}, 422, "best_ask 1.0 < best_bid 2.0"),
         ({"option_type": "C"}, 400, "option_type"),
     ],
 )
@@ -330,20 +331,20 @@ def test_predict_iv_bad_contracts(client: TestClient, contract, status, text) ->
     resp = client.post("/predict_iv", json={"contracts": [good, bad]})
     assert resp.status_code == status, resp.text
     assert text in _errors(resp)
-    if status == 400 and resp.json() and isinstance(resp.json(), dict):
+    if status in (400, 422) and resp.json()["detail"]:
         assert all(loc[:2] == ["contracts", 1] for loc in _locs(resp))
 
 
 def test_predict_iv_request_level_errors(client: TestClient, tables, last_day) -> None:
     good = {"underlying": "PETR4", "option_type": "call", "strike": 40.0, "expiry": "2025-06-20", "iv": 0.3}
     r = client.post("/predict_iv", json={"contracts": [good], "trade_date": "2025-03-08"})
-    assert r.status_code == 400 and "not a B3 trading session" in _errors(r)
+    assert r.status_code == 422 and "not a B3 trading session" in _errors(r)
     r = client.post("/predict_iv", json={"contracts": [good], "trade_date": str(previous_session(dt.date(2025, 3, 6)))})
     assert r.status_code == 404 and "is not stored" in _errors(r)
     r = client.post("/predict_iv", json={"contracts": [good, {**good, "strike": 41.0}]})
     assert r.status_code == 200  # new contracts without tickers are distinct series
     r = client.post("/predict_iv", json={"contracts": [{**good, "ticker": "PETRX1"}, {**good, "ticker": "PETRX1"}]})
-    assert r.status_code == 400 and "contracts[1]: duplicate contract" in _errors(r)
+    assert r.status_code == 422 and "contracts[1]: duplicate contract" in _errors(r)
     from bento.schemas import MAX_ROWS
 
     r = client.post("/predict_iv", json={"contracts": [good] * (MAX_ROWS + 1)})
@@ -568,3 +569,328 @@ def test_bentoml_serve_process(market_db: Path, tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+# ------------------------------------------------------------------------------------------ hostile input (issue 13)
+def _strict_json(resp: httpx.Response):
+    """The body parsed by a strict JSON parser: Infinity/NaN are not JSON."""
+    def bad(token: str):
+        raise ValueError(f"non-JSON token {token}")
+    return json.loads(resp.text, parse_constant=bad)
+
+
+@pytest.mark.parametrize("path", ["/implied_vol", "/surface", "/predict_iv"])
+@pytest.mark.parametrize(
+    ("ctype", "body"),
+    [("multipart/form-data", b'{"underlying":"0"}'), ("multipart/form-data; boundary=x", b"--x\r\nnot multipart"),
+     ("application/x-www-form-urlencoded", b"a=1"), ("text/plain", b"{}"), ("application/vnd.bentoml+pickle", b"x")],
+)
+def test_non_json_media_types_are_415_not_500(client: TestClient, path: str, ctype: str, body: bytes) -> None:
+    resp = client.post(path, content=body, headers={"content-type": ctype})
+    assert resp.status_code == 415, resp.text
+    assert "application/json" in _strict_json(resp)["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"\xff\xfe\x00", b"[]", b"null", b'"x"', b'{"rows": null}', b'{"rows": [null]}',
+     b'{"rows": [[1, 2]]}', b'{"rows": {"a": 1}}', b'{"contracts": 1}', b'{"underlying": 5}', b""],
+)
+@pytest.mark.parametrize("path", ["/implied_vol", "/surface", "/predict_iv"])
+def test_malformed_bodies_are_4xx_json(client: TestClient, path: str, body: bytes) -> None:
+    resp = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert 400 <= resp.status_code < 500, resp.text
+    out = _strict_json(resp)
+    assert set(out) == {"error", "detail"} and isinstance(out["error"], str)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [_row(expiry=None, t=1e300, rate=0.1, trade_date="2025-03-10"),
+     _row(spot=1e308, strike=1e-308, rate=0.1, trade_date="2025-03-10"),
+     _row(price=1e300, rate=0.1, trade_date="2025-03-10")],
+)
+def test_extremes_beyond_the_bounds_are_400(client: TestClient, row: dict) -> None:
+    resp = client.post("/implied_vol", json={"rows": [row]})
+    assert resp.status_code == 400, resp.text
+    assert "less than or equal to" in _strict_json(resp)["error"]
+
+
+def test_extreme_valid_inputs_answer_valid_json(client: TestClient) -> None:
+    rows = [_row(expiry=None, t=t, spot=s, strike=k, price=p, rate=r, trade_date="2025-03-10")
+            for t in (1e-12, 100.0) for s in (1e-300, 1e9) for k in (1e-300, 1e9) for p in (1e-300, 1e9)
+            for r in (-0.999, 4.999)]
+    resp = client.post("/implied_vol", json={"rows": rows})
+    assert resp.status_code == 200, resp.text
+    out = _strict_json(resp)
+    assert len(out) == len(rows) and all(isinstance(x["reason"], str) for x in out)
+
+
+def test_non_finite_results_become_null_with_a_reason(monkeypatch) -> None:
+    """Should an overflow get past the bounds, the value is null (reason 'non_finite' if the solve was ok)."""
+    from bento import service
+    from bento.schemas import IVRow
+
+    def row(**kw):
+        return IVRow.model_construct(**{"price": 2.0, "spot": 30.0, "strike": 31.0, "option_type": "call",
+                                        "expiry": None, "t": 0.25, "trade_date": None, "rate": 0.1, **kw})
+
+    func = service.B3QuantService.apis["implied_vol"].func
+    out = func(None, [row(spot=1e308, strike=1e-308, t=1e300, price=1.0), row()])
+    assert out[0].forward is None and out[0].iv is None and out[0].reason != "ok"
+    assert out[1].reason == "ok" and out[1].forward is not None
+    real = service.greeks
+    monkeypatch.setattr(service, "greeks", lambda *a: {**real(*a), "gamma": np.array([np.inf, 1.0])})
+    out = func(None, [row(), row()])
+    assert out[0].reason == "non_finite" and out[0].iv is None and out[0].gamma is None
+    assert out[1].reason == "ok" and out[1].gamma == 1.0
+    assert all("Infinity" not in o.model_dump_json() for o in out)
+
+
+def test_strict_types_and_unknown_top_level_fields(client: TestClient) -> None:
+    for bad in ({"price": True}, {"price": "2.0"}, {"strike": [31]}, {"option_type": 1}):
+        resp = client.post("/implied_vol", json={"rows": [_row(**bad)]})
+        assert resp.status_code == 400, (bad, resp.text)
+    good = {"underlying": "PETR4", "option_type": "call", "strike": 40.0, "expiry": "2025-06-20", "iv": 0.3}
+    for path, body in (("/implied_vol", {"rows": [_row(price=2.0)]}), ("/surface", {"underlying": "PETR4"}),
+                       ("/predict_iv", {"contracts": [good]})):
+        assert client.post(path, json=body).status_code == 200
+        resp = client.post(path, json={**body, "unknown": 1})
+        assert resp.status_code == 400 and _locs(resp) == [["unknown"]], resp.text
+    resp = client.post("/predict_iv", json={"contracts": [{**good, "trades": True}]})
+    assert resp.status_code == 400 and _locs(resp) == [["contracts", 0, "trades"]]
+
+
+def test_body_size_limit_is_checked_before_reading(client: TestClient) -> None:
+    """A Content-Length over the limit is a 413 without a byte read; a chunked body stops at the limit."""
+    import asyncio
+
+    from bento.http import Guard
+
+    reads: list[int] = []
+
+    async def receive():
+        reads.append(1)
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    sent: list[dict] = []
+
+    async def send(msg):
+        sent.append(msg)
+
+    async def app(scope, receive, send):  # pragma: no cover - must not be reached
+        raise AssertionError("the app was called")
+
+    scope = {"type": "http", "method": "POST", "path": "/predict_iv",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", b"99999999")]}
+    asyncio.run(Guard(app, max_body=1000)(scope, receive, send))
+    assert sent[0]["status"] == 413 and reads == []
+
+    from bento.http import MAX_BODY_BYTES
+
+    big = b'{"rows": [' + b" " * MAX_BODY_BYTES + b"]}"
+    resp = client.post("/implied_vol", content=big, headers={"content-type": "application/json"})
+    assert resp.status_code == 413 and "B3Q_BENTO_MAX_BODY_BYTES" in resp.json()["error"]
+
+    def chunks():
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    resp = client.post("/implied_vol", content=chunks(), headers={"content-type": "application/json"})
+    assert resp.status_code == 413
+
+
+def test_long_strings_are_rejected_and_never_echoed_whole(client: TestClient) -> None:
+    good = {"underlying": "PETR4", "option_type": "call", "strike": 40.0, "expiry": "2025-06-20", "iv": 0.3}
+    long = "A" * 100_000
+    for path, body in (("/surface", {"underlying": long}), ("/predict_iv", {"contracts": [{**good, "ticker": long}]}),
+                       ("/predict_iv", {"contracts": [{**good, "underlying": long}]}),
+                       ("/implied_vol", {"rows": [_row(option_type=long)]}),
+                       ("/implied_vol", {"rows": [_row(**{long: 1})]})):
+        resp = client.post(path, json=body)
+        assert resp.status_code == 400, resp.text[:300]
+        assert len(resp.content) < 3000 and long[:1000] not in resp.text
+
+
+def test_error_bodies_truncate_quoted_input() -> None:
+    from bento.http import MAX_ECHO, error_body
+
+    out = error_body(404, json.dumps([{"error": "x" * 50_000}]).encode())
+    assert len(out["error"]) < MAX_ECHO + 40 and out["detail"] is None
+
+
+def test_predict_iv_ticker_must_name_the_contract(client: TestClient, tables, last_day) -> None:
+    rows, req = _contracts(tables, last_day)
+    c = req[0]
+    tk = rows["ticker"].iloc[0]
+    assert client.post("/predict_iv", json={"contracts": [{**c, "ticker": tk.lower()}]}).status_code == 200
+    other = next(r for r in rows.itertuples() if r.option_type != c["option_type"])
+    for wrong in ({"ticker": other.ticker}, {"ticker": tk, "option_type": other.option_type},
+                  {"ticker": tk, "strike": c["strike"] + 1.0}):
+        resp = client.post("/predict_iv", json={"contracts": [{**c, **wrong}]})
+        assert resp.status_code == 422, resp.text
+        assert "contracts[0].ticker" in resp.json()["error"] and "stored series" in resp.json()["error"]
+    # A ticker the store has never seen is a new contract (no history), as before.
+    new = client.post("/predict_iv", json={"contracts": [{**c, "ticker": "NEWX1"}]})
+    assert new.status_code == 200 and new.json()["predictions"][0]["ticker"] == "NEWX1"
+
+
+def test_4xx_log_one_warning_line_and_5xx_a_traceback(client: TestClient, caplog, monkeypatch) -> None:
+    import logging
+
+    from bento import service
+
+    with caplog.at_level(logging.INFO):
+        caplog.clear()
+        assert client.post("/implied_vol", json={"rows": [_row(price=-1.0)]}).status_code == 400
+        assert client.post("/surface", json={"underlying": "XXXX4"}).status_code == 404
+        errs = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(errs) == 2 and all(r.levelno == logging.WARNING and r.exc_info is None for r in errs)
+        assert all(len(r.getMessage().splitlines()) == 1 for r in errs)
+
+        def boom(day):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(service.forecast, "target_date", boom)
+        caplog.clear()
+        good = {"underlying": "PETR4", "option_type": "call", "strike": 40.0, "expiry": "2025-06-20", "iv": 0.3}
+        resp = client.post("/predict_iv", json={"contracts": [good]})
+        assert resp.status_code == 500 and set(resp.json()) == {"error", "detail"}
+        errs = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errs) == 1 and errs[0].exc_info is not None
+
+
+def test_bearer_token_when_configured(market_db: Path, empty_model_store: Path, monkeypatch) -> None:
+    monkeypatch.setenv("B3Q_DUCKDB_PATH", str(market_db))
+    monkeypatch.setenv("B3Q_BENTO_TOKEN", "s3cret")
+    with TestClient(_app()) as c:
+        assert c.get("/readyz").status_code == 200  # probes stay open
+        body = {"rows": [_row(price=2.0)]}
+        for auth in (None, "Bearer wrong", "s3cret"):
+            r = c.post("/implied_vol", json=body, headers={"authorization": auth} if auth else {})
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert c.post("/implied_vol", json=body, headers={"authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_serve_commands_bind_loopback() -> None:
+    """Every serve command the project prints or documents names --host 127.0.0.1, and the service's own
+    default host is loopback."""
+    from bento.service import B3QuantService
+
+    assert B3QuantService.config["http"]["host"] == "127.0.0.1"
+    texts = {p: p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+                                        ROOT / "b3quant_assets" / "cli.py"]}
+    found = 0
+    for p, text in texts.items():
+        for line in text.splitlines():
+            if "bentoml serve" in line and "--port" in line:
+                found += 1
+                assert "--host 127.0.0.1" in line, f"{p.name}: {line.strip()}"
+    assert found >= 3
+
+
+# ------------------------------------------------------------------------------------------ OpenAPI (issue 13)
+def test_openapi_document_is_the_projects(client: TestClient) -> None:
+    spec = client.get("/docs.json").json()
+    assert spec["openapi"] == "3.1.0"
+    assert spec["info"]["title"].startswith("b3quant") and spec["info"]["version"] not in ("None", "")
+    assert "BentoML" not in spec["info"]["description"]
+    for path in ("/implied_vol", "/surface", "/predict_iv"):
+        op = spec["paths"][path]["post"]
+        assert {"400", "404", "413", "415", "500", "503"} <= set(op["responses"])
+        assert all(r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+                   for c, r in op["responses"].items() if int(c) >= 400)
+        ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+        assert spec["components"]["schemas"][ref]["additionalProperties"] is False
+
+
+def test_openapi_examples_work_against_the_data(client: TestClient) -> None:
+    spec = client.get("/docs.json").json()
+    for path in ("/implied_vol", "/surface", "/predict_iv"):
+        example = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["example"]
+        assert "string" not in json.dumps(example)
+        resp = client.post(path, json=example)
+        assert resp.status_code == 200, (path, resp.text)
+
+
+def _doc_examples(text: str) -> list[tuple[str, dict, dict]]:
+    """(path, request body, documented response) of each curl example in docs/serving.md."""
+    import re
+
+    out = []
+    pat = re.compile(r"```bash\ncurl -s localhost:3000(/\w+) .*?-d '(.*?)'\n```\n```json\n(.*?)\n```", re.S)
+    for path, body, answer in pat.findall(text):
+        out.append((path, json.loads(body), json.loads(answer)))
+    return out
+
+
+def test_serving_doc_examples_run_against_the_data(client: TestClient) -> None:
+    """docs/serving.md's curl examples answer 200 on the test market with the documented fields."""
+    examples = _doc_examples((ROOT / "docs" / "serving.md").read_text())
+    assert {p for p, _, _ in examples} == {"/implied_vol", "/surface", "/predict_iv"}
+    for path, body, documented in examples:
+        resp = client.post(path, json=body)
+        assert resp.status_code == 200, (path, resp.text)
+        got = resp.json()
+        if isinstance(documented, list):
+            assert set(got[0]) == set(documented[0])
+        else:
+            assert set(got) == set(documented)
+
+
+def test_schemathesis_all_checks(market_db: Path, empty_model_store: Path, tmp_path: Path, monkeypatch) -> None:
+    """schemathesis (--checks all, bounded examples) against the app on a loopback port: 0 failures."""
+    import threading
+
+    import uvicorn
+
+    monkeypatch.setenv("B3Q_DUCKDB_PATH", str(market_db))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(_app(), host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.started
+        st = Path(sys.executable).with_name("schemathesis")
+        cmd = [str(st), "--config-file", str(ROOT / "tests" / "schemathesis.toml"), "run",
+               f"http://127.0.0.1:{port}/docs.json", "--checks", "all", "--max-examples", "15",
+               "--exclude-path", "/metrics", "--seed", "1", "--no-color", "--request-timeout", "20",
+               "--report-dir", str(tmp_path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    finally:
+        server.should_exit = True
+        th.join(timeout=10)
+
+
+def test_predict_iv_concurrent_requests_are_merged_exactly(market_db: Path, empty_model_store: Path, tables,
+                                                          last_day, monkeypatch) -> None:
+    """Concurrent requests share feature computations (bento.coalesce) and get exactly what each gets alone;
+    requests naming one series are never merged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bento import forecast
+
+    monkeypatch.setenv("B3Q_DUCKDB_PATH", str(market_db))
+    _, stored = _contracts(tables, last_day, 24)
+    bodies = [{"contracts": [c]} for c in stored] + [{"contracts": [{**c, "price": 1.5}]} for c in stored[:8]]
+    bodies += [{"contracts": [{**stored[0], "ticker": "SAMEX1"}]}, {"contracts": [{**stored[1], "ticker": "SAMEX1"}]}]
+    with TestClient(_app()) as c:
+        alone = [c.post("/predict_iv", json=b).json() for b in bodies]
+        calls: list[int] = []
+        real = forecast.forecast_features
+
+        def counted(store, rows, *a, **kw):
+            calls.append(len(rows))
+            time.sleep(0.05)  # make requests overlap
+            return real(store, rows, *a, **kw)
+
+        monkeypatch.setattr(forecast, "forecast_features", counted)
+        with ThreadPoolExecutor(16) as ex:
+            merged = list(ex.map(lambda b: c.post("/predict_iv", json=b), bodies))
+    assert all(r.status_code == 200 for r in merged)
+    assert [r.json() for r in merged] == alone
+    assert len(calls) < len(bodies) and max(calls) > 1  # merged for real
