@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from b3quant_models.features.common import to_datetime_ns, underlying_column, underlying_features
+from b3quant_models.features.common import to_datetime_ns, underlying_features
 
 DEFAULT_LOOKBACK = 10
 # underlying features appended to the sequence summary (point-in-time, from underlying_features)
@@ -92,9 +92,8 @@ class GridSequences:
 
 def _grid_frame(surface_grid: pd.DataFrame) -> pd.DataFrame:
     g = surface_grid.copy()
-    und = underlying_column(g)
-    if und != "underlying_ticker":
-        g = g.rename(columns={und: "underlying_ticker"})
+    if "underlying_ticker" not in g.columns and "underlying" in g.columns:  # tables written before the rename
+        g = g.rename(columns={"underlying": "underlying_ticker"})
     if "trade_date" not in g.columns and "date" in g.columns:
         g = g.rename(columns={"date": "trade_date"})
     for c in ("trade_date", "underlying_ticker", "tenor_days", "delta", "iv"):
