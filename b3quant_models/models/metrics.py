@@ -66,3 +66,30 @@ def metrics_by(df: pd.DataFrame, by: str, pred: str = "pred", truth: str = "iv_n
         m = regression_metrics(g[truth], g[pred], g[baseline], g[optimal] if optimal else None)
         rows.append({by: key, **m})
     return pd.DataFrame(rows)
+
+
+def diebold_mariano(loss_model: Any, loss_base: Any, horizon: int = 1) -> dict[str, float]:
+    """Diebold–Mariano test of equal predictive accuracy with the Harvey–Leybourne–Newbold small-sample
+    correction; ``loss_*`` are per-period losses (e.g. each day's mean squared error), aligned.
+
+    d = loss_model − loss_base; a negative ``dm_stat`` means the model's loss is lower. The long-run
+    variance uses ``horizon − 1`` autocovariances (0 for one-step forecasts); the p-value is two-sided
+    from Student's t with n − 1 degrees of freedom.
+    """
+    from scipy import stats
+
+    d = np.asarray(loss_model, float) - np.asarray(loss_base, float)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    if n < 3:
+        return {"dm_stat": float("nan"), "dm_pvalue": float("nan"), "dm_n": float(n)}
+    dc = d - d.mean()
+    lrv = float(np.mean(dc * dc))
+    for k in range(1, horizon):
+        lrv += 2.0 * float(np.mean(dc[k:] * dc[:-k]))
+    if lrv <= 0:
+        return {"dm_stat": float("nan"), "dm_pvalue": float("nan"), "dm_n": float(n)}
+    dm = d.mean() / np.sqrt(lrv / n)
+    hln = np.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
+    stat = float(dm * hln)
+    return {"dm_stat": stat, "dm_pvalue": float(2 * stats.t.sf(abs(stat), df=n - 1)), "dm_n": float(n)}
