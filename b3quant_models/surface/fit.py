@@ -147,17 +147,20 @@ def _repair_underlying(rows: list[dict], data: dict, k_grid: np.ndarray, max_win
                 # previous slice shifted up to this one's ATM level: calendar-feasible by construction
                 lift = max(float(svi_total_variance(0.0, *p) - svi_total_variance(0.0, *prev_p)), 0.0)
                 starts.append((prev_p[0] + lift + 1e-6, *prev_p[1:]))
-            done = False
+            # every start is refitted and the feasible result with the best fit kept: a refit is cheap now,
+            # and a worse repair here would also raise the floor every later expiry must respect
+            best = None
             for s in starts:
                 res = refit_svi_constrained(k, iv, row["t"], wt, s, k_grid, floor_w=prev_w,
                                             max_wing_slope=max_wing_slope)
-                if res.success and all(_slice_ok(res.params, k_grid, prev_w)):
-                    row.update(dict(zip(SVI_PARAMS, res.params, strict=True)))
-                    row["repaired"] = True
-                    row["repair"] = "refit with " + " + ".join(what) + " constraints"
-                    done = True
-                    break
-            if not done:
+                if (res.success and all(_slice_ok(res.params, k_grid, prev_w))
+                        and (best is None or res.objective < best.objective)):
+                    best = res
+            if best is not None:
+                row.update(dict(zip(SVI_PARAMS, best.params, strict=True)))
+                row["repaired"] = True
+                row["repair"] = "refit with " + " + ".join(what) + " constraints"
+            else:
                 row["repair"] = "repair failed (" + " + ".join(what) + "); raw fit kept"
         prev_p = tuple(row[c] for c in SVI_PARAMS)
         prev_w = svi_total_variance(k_grid, *prev_p)

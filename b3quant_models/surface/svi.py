@@ -590,41 +590,46 @@ def _penalty_normal(p, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, b
         row[4] = so * b * sigma / r
         _acc(jtj, grad, row, res)
         cost += res * res
+    inv_ws = 1.0 / w_scale
     for j in range(kg.size):
         kk = kg[j]
         x = kk - m
         r = np.sqrt(x * x + s2)
+        ir = 1.0 / r
+        xr = x * ir
         wv = a + b * (rho * x + r)
         w = max(wv, 1e-12)
-        w1 = b * (rho + x / r)
-        r3 = r * r * r
-        w2 = b * s2 / r3
-        u = 1.0 - kk * w1 / (2.0 * w)
-        c = u * u - w1 * w1 / 4.0 * (1.0 / w + 0.25) + w2 / 2.0 - margin
+        iw = 1.0 / w
+        w1 = b * (rho + xr)
+        ir3 = ir * ir * ir
+        w2 = b * s2 * ir3
+        u = 1.0 - 0.5 * kk * w1 * iw
+        q1 = iw + 0.25
+        c = u * u - 0.25 * w1 * w1 * q1 + 0.5 * w2 - margin
         c_min = min(c_min, c)
         if c < 0:
-            r5 = r3 * r * r
-            g_w = u * kk * w1 / (w * w) + w1 * w1 / (4.0 * w * w)
-            g_w1 = -u * kk / w - w1 / 2.0 * (1.0 / w + 0.25)
+            ir5 = ir3 * ir * ir
+            g_w = (u * kk * w1 + 0.25 * w1 * w1) * iw * iw
+            g_w1 = -u * kk * iw - 0.5 * w1 * q1
             row[0] = sl * g_w
-            row[1] = sl * (g_w * (rho * x + r) + g_w1 * (rho + x / r) + 0.5 * s2 / r3)
+            row[1] = sl * (g_w * (rho * x + r) + g_w1 * (rho + xr) + 0.5 * s2 * ir3)
             row[2] = sl * (g_w * b * x + g_w1 * b)
-            row[3] = sl * (-g_w * w1 - g_w1 * w2 + 1.5 * b * s2 * x / r5)
-            row[4] = sl * (g_w * b * sigma / r - g_w1 * b * x * sigma / r3
-                           + 0.5 * b * (2.0 * sigma / r3 - 3.0 * s2 * sigma / r5))
+            row[3] = sl * (-g_w * w1 - g_w1 * w2 + 1.5 * b * s2 * x * ir5)
+            row[4] = sl * (g_w * b * sigma * ir - g_w1 * b * x * sigma * ir3
+                           + 0.5 * b * (2.0 * sigma * ir3 - 3.0 * s2 * sigma * ir5))
             res = sl * c
             _acc(jtj, grad, row, res)
             cost += res * res
         if has_floor:
-            c = (wv - floor[j]) / w_scale - margin
+            c = (wv - floor[j]) * inv_ws - margin
             c_min = min(c_min, c)
             if c < 0:
-                f = sl / w_scale
+                f = sl * inv_ws
                 row[0] = f
                 row[1] = f * (rho * x + r)
                 row[2] = f * b * x
-                row[3] = -f * b * (rho + x / r)
-                row[4] = f * b * sigma / r
+                row[3] = -f * b * (rho + xr)
+                row[4] = f * b * sigma * ir
                 res = sl * c
                 _acc(jtj, grad, row, res)
                 cost += res * res
@@ -730,7 +735,7 @@ def refit_svi_constrained(
     floor_w: np.ndarray | None = None,
     margin: float = 1e-4,
     max_wing_slope: float = MAX_WING_SLOPE,
-    max_iter: int = 200,
+    max_iter: int = 400,
 ) -> SliceFit:
     """Refit all five SVI parameters with g(k) ≥ margin on ``k_grid`` (no butterfly arbitrage) and,
     if ``floor_w`` is given, w(k) ≥ floor_w on ``k_grid`` (no calendar arbitrage against the
