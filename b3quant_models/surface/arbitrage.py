@@ -9,12 +9,10 @@ extent of the offending k region; empty DataFrames mean clean.
 
 from __future__ import annotations
 
-from itertools import pairwise
-
 import numpy as np
 import pandas as pd
 
-from b3quant_models.surface.svi import SVI_PARAMS, svi_g, svi_total_variance
+from b3quant_models.surface.svi import SVI_PARAMS
 
 # Wider than the quoted region (|k| ≤ 0.5) on purpose: wing arbitrage, e.g. the Vogt example's g < 0
 # for k ∈ (0.64, 1.26), is still arbitrage even if no quote sits there.
@@ -49,19 +47,36 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return out
 
 
+def _grid_values(params: pd.DataFrame, k_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(g, w) of every row of ``params`` on ``k_grid`` at once, each (n_rows, n_grid)."""
+    a, b, rho, m, sigma = (params[c].to_numpy(dtype=float)[:, None] for c in SVI_PARAMS)
+    x = k_grid[None, :] - m
+    r = np.sqrt(x * x + sigma * sigma)
+    w = a + b * (rho * x + r)
+    w1 = b * (rho + x / r)
+    w2 = b * sigma * sigma / r**3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = (1.0 - k_grid[None, :] * w1 / (2.0 * w)) ** 2 - w1 * w1 / 4.0 * (1.0 / w + 0.25) + w2 / 2.0
+    return np.where(w > 0, g, -np.inf), w
+
+
+def _keys(fitted: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (fitted["underlying_ticker"].to_numpy(), pd.to_datetime(fitted["expiry"]).to_numpy(),
+            fitted["t"].to_numpy(dtype=float))
+
+
 def butterfly_violations(
     params_df: pd.DataFrame, k_grid: np.ndarray = DEFAULT_K_GRID, *, tol: float = 1e-8
 ) -> pd.DataFrame:
     """Slices whose Gatheral–Jacquier g(k) < −tol (or w(k) ≤ 0) somewhere on ``k_grid``."""
     k_grid = np.asarray(k_grid, dtype=float)
-    rows = []
-    for r in fitted_slices(params_df).itertuples(index=False):
-        g = svi_g(k_grid, *(getattr(r, p) for p in SVI_PARAMS))
-        g = np.where(np.isnan(g), -np.inf, g)
-        bad = g < -tol
-        if bad.any():
-            rows.append(_row("butterfly", r.underlying_ticker, r.expiry, pd.NaT, r.t, np.nan, k_grid,
-                             np.maximum(g, -1e6), bad))
+    fitted = fitted_slices(params_df)
+    g, _ = _grid_values(fitted, k_grid)  # one (slices × grid) evaluation, not a loop over slices
+    g = np.where(np.isnan(g), -np.inf, g)
+    bad = g < -tol
+    und, exp, t = _keys(fitted)
+    rows = [_row("butterfly", und[i], exp[i], pd.NaT, t[i], np.nan, k_grid, np.maximum(g[i], -1e6), bad[i])
+            for i in np.flatnonzero(bad.any(axis=1))]
     return _frame(rows)
 
 
@@ -74,16 +89,13 @@ def calendar_violations(
     non-decreasing then every pair is.
     """
     k_grid = np.asarray(k_grid, dtype=float)
-    rows = []
-    for und, grp in fitted_slices(params_df).groupby("underlying_ticker", sort=True):
-        recs = list(grp.itertuples(index=False))
-        for r0, r1 in pairwise(recs):
-            if not r1.t > r0.t:
-                continue
-            diff = svi_total_variance(k_grid, *(getattr(r1, p) for p in SVI_PARAMS)) - svi_total_variance(
-                k_grid, *(getattr(r0, p) for p in SVI_PARAMS)
-            )
-            bad = diff < -tol
-            if bad.any():
-                rows.append(_row("calendar", und, r0.expiry, r1.expiry, r0.t, r1.t, k_grid, diff, bad))
+    fitted = fitted_slices(params_df)  # sorted by underlying, then t
+    _, w = _grid_values(fitted, k_grid)
+    und, exp, t = _keys(fitted)
+    # consecutive rows of the same underlying with strictly increasing t
+    pair = np.flatnonzero((und[1:] == und[:-1]) & (t[1:] > t[:-1]))
+    diff = w[pair + 1] - w[pair]
+    bad = diff < -tol
+    rows = [_row("calendar", und[i], exp[i], exp[i + 1], t[i], t[i + 1], k_grid, diff[j], bad[j])
+            for j, i in ((j, pair[j]) for j in np.flatnonzero(bad.any(axis=1)))]
     return _frame(rows)

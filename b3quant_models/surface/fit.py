@@ -30,7 +30,8 @@ from b3quant_models.surface.svi import (
     SVI_PARAMS,
     fit_svi_slice,
     refit_svi_constrained,
-    svi_g,
+    slice_arbitrage_margins,
+    slice_errors,
     svi_iv,
     svi_total_variance,
     svi_wing_slopes,
@@ -116,18 +117,17 @@ def clean_quotes(quotes: pd.DataFrame, k_max: float = 0.5) -> tuple[pd.DataFrame
 
 # -------------------------------------------------------------------------------------------- helpers
 def _errors(k, iv, t, weight, p) -> tuple[float, float, float]:
-    e = (svi_iv(k, t, *p) - iv) * 100.0
-    if not np.all(np.isfinite(e)):
-        return np.inf, np.inf, np.inf
-    wn = weight / weight.sum()
-    return float(np.sqrt(np.mean(e * e))), float(np.sqrt(np.sum(wn * e * e))), float(np.max(np.abs(e)))
+    """(RMSE, weighted RMSE, max abs error) in vol points; inf when the fit has w ≤ 0 at a quote."""
+    return slice_errors(k, iv, float(t), weight, *(float(v) for v in p))
+
+
+_NO_FLOOR = np.zeros(0)
 
 
 def _slice_ok(p, k_grid, floor) -> tuple[bool, bool]:
     """(butterfly_ok, calendar_ok) for raw params p on the grid, same tolerance as the public checks."""
-    bfly = bool(np.all(np.nan_to_num(svi_g(k_grid, *p), nan=-np.inf) >= -CHECK_TOL))
-    cal = floor is None or bool(np.all(svi_total_variance(k_grid, *p) - floor >= -CHECK_TOL))
-    return bfly, cal
+    g_min, c_min = slice_arbitrage_margins(*(float(v) for v in p), k_grid, _NO_FLOOR if floor is None else floor)
+    return bool(g_min >= -CHECK_TOL), bool(c_min >= -CHECK_TOL)
 
 
 def _repair_underlying(rows: list[dict], data: dict, k_grid: np.ndarray, max_wing_slope: float) -> None:
@@ -147,17 +147,20 @@ def _repair_underlying(rows: list[dict], data: dict, k_grid: np.ndarray, max_win
                 # previous slice shifted up to this one's ATM level: calendar-feasible by construction
                 lift = max(float(svi_total_variance(0.0, *p) - svi_total_variance(0.0, *prev_p)), 0.0)
                 starts.append((prev_p[0] + lift + 1e-6, *prev_p[1:]))
-            done = False
+            # every start is refitted and the feasible result with the best fit kept: a refit is cheap now,
+            # and a worse repair here would also raise the floor every later expiry must respect
+            best = None
             for s in starts:
                 res = refit_svi_constrained(k, iv, row["t"], wt, s, k_grid, floor_w=prev_w,
                                             max_wing_slope=max_wing_slope)
-                if res.success and all(_slice_ok(res.params, k_grid, prev_w)):
-                    row.update(dict(zip(SVI_PARAMS, res.params, strict=True)))
-                    row["repaired"] = True
-                    row["repair"] = "refit with " + " + ".join(what) + " constraints"
-                    done = True
-                    break
-            if not done:
+                if (res.success and all(_slice_ok(res.params, k_grid, prev_w))
+                        and (best is None or res.objective < best.objective)):
+                    best = res
+            if best is not None:
+                row.update(dict(zip(SVI_PARAMS, best.params, strict=True)))
+                row["repaired"] = True
+                row["repair"] = "refit with " + " + ".join(what) + " constraints"
+            else:
                 row["repair"] = "repair failed (" + " + ".join(what) + "); raw fit kept"
         prev_p = tuple(row[c] for c in SVI_PARAMS)
         prev_w = svi_total_variance(k_grid, *prev_p)
@@ -206,28 +209,32 @@ def fit_surfaces(
         "t": pd.to_numeric(quotes["t"], errors="coerce").to_numpy(),
     }).dropna(subset=["underlying_ticker", "expiry"])
     slice_t = keys_all.groupby(["underlying_ticker", "expiry"])["t"].median()
-    groups = {key: g for key, g in kept.groupby(["underlying_ticker", "expiry"], sort=True)}
-    has_fwd = "forward" in kept.columns
+    # one groupby for positions, then plain numpy per slice (a real session has ~1000 slices, most tiny)
+    groups = kept.groupby(["underlying_ticker", "expiry"], sort=True).indices if len(kept) else {}
+    cols = {c: kept[c].to_numpy(dtype=float) for c in ("t", "k", "iv", "weight")}
+    fwd = pd.to_numeric(kept["forward"], errors="coerce").to_numpy(dtype=float) if "forward" in kept.columns else None
 
     rows: list[dict] = []
     data: dict = {}
     prev_slopes: dict = {}  # iteration is sorted by (underlying, expiry), i.e. by t within an underlying
     for (und, exp), t_med in slice_t.sort_index().items():
-        g = groups.get((und, exp))
-        n = 0 if g is None else len(g)
+        pos = groups.get((und, pd.Timestamp(exp)))
+        n = 0 if pos is None else len(pos)
         row = dict.fromkeys(PARAM_COLUMNS, np.nan)
         row.update(underlying_ticker=und, expiry=exp, n_quotes=n, repaired=False, repair="", reason="", model="",
                    model_note="", _key=(und, exp))
-        row["t"] = float(g["t"].median()) if n else float(t_med)
+        row["t"] = float(np.median(cols["t"][pos])) if n else float(t_med)
         if n:
-            row["k_min_quoted"], row["k_max_quoted"] = float(g["k"].min()), float(g["k"].max())
-            if has_fwd:
-                row["forward"] = float(pd.to_numeric(g["forward"], errors="coerce").mean())
+            k, iv, wt = cols["k"][pos], cols["iv"][pos], cols["weight"][pos]
+            row["k_min_quoted"], row["k_max_quoted"] = float(k.min()), float(k.max())
+            if fwd is not None:
+                f = fwd[pos]
+                f = f[np.isfinite(f)]
+                row["forward"] = float(f.mean()) if f.size else np.nan
         if n < min_quotes:
             row.update(status="too_few_quotes", reason=f"{n} usable quotes < min_quotes={min_quotes}")
             rows.append(row)
             continue
-        k, iv, wt = (g[c].to_numpy(dtype=float) for c in ("k", "iv", "weight"))
         data[(und, exp)] = (k, iv, wt)
         try:
             min_slopes = prev_slopes.get(und, (0.0, 0.0)) if order_wings else (0.0, 0.0)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from scipy import optimize
+
+from b3quant_models.surface._lm import lm_step, predicted_reduction
 
 SVI_PARAMS = ("a", "b", "rho", "m", "sigma")
 MAX_WING_SLOPE = 2.0  # Roger Lee's moment bound on the asymptotic slope of total variance
@@ -63,6 +64,54 @@ def svi_g(k, a, b, rho, m, sigma) -> np.ndarray:
     return np.where(w > 0, g, -np.inf)
 
 
+@numba.njit(cache=True)
+def slice_arbitrage_margins(a, b, rho, m, sigma, k_grid, floor_w):
+    """(min g, min (w − floor_w)) of one raw SVI slice on k_grid, in one pass (−inf where w ≤ 0 or g is NaN;
+    the second is +inf for an empty floor_w). What the repair loop checks after every (re)fit."""
+    g_min = np.inf
+    c_min = np.inf
+    s2 = sigma * sigma
+    for j in range(k_grid.size):
+        kk = k_grid[j]
+        x = kk - m
+        r = np.sqrt(x * x + s2)
+        w = a + b * (rho * x + r)
+        if floor_w.size:
+            c_min = min(c_min, w - floor_w[j])
+        if not w > 0:
+            g_min = -np.inf
+            continue
+        w1 = b * (rho + x / r)
+        w2 = b * s2 / (r * r * r)
+        u = 1.0 - kk * w1 / (2.0 * w)
+        g = u * u - w1 * w1 / 4.0 * (1.0 / w + 0.25) + w2 / 2.0
+        g_min = min(g_min, g) if g == g else -np.inf
+    return g_min, c_min
+
+
+@numba.njit(cache=True)
+def slice_errors(k, iv, t, weight, a, b, rho, m, sigma):
+    """(RMSE, weighted RMSE, max abs error) of a slice's fitted IV in vol points; inf if w ≤ 0 at a quote."""
+    ws = 0.0
+    for i in range(weight.size):
+        ws += weight[i]
+    se = 0.0
+    wse = 0.0
+    mx = 0.0
+    for i in range(k.size):
+        x = k[i] - m
+        w = a + b * (rho * x + np.sqrt(x * x + sigma * sigma))
+        if not w > 0:
+            return np.inf, np.inf, np.inf
+        e = (np.sqrt(w / t) - iv[i]) * 100.0
+        if not np.isfinite(e):
+            return np.inf, np.inf, np.inf
+        se += e * e
+        wse += weight[i] / ws * e * e
+        mx = max(mx, abs(e))
+    return np.sqrt(se / k.size), np.sqrt(wse), mx
+
+
 def svi_iv(k, t, a, b, rho, m, sigma):
     """Implied volatility from raw SVI total variance at maturity t (years); NaN where w ≤ 0."""
     w = svi_total_variance(k, a, b, rho, m, sigma)
@@ -77,59 +126,59 @@ def svi_wing_slopes(b: float, rho: float) -> tuple[float, float]:
 
 # ------------------------------------------------------------------------------- inner linear problem
 @numba.njit(cache=True)
-def _solve_small(h, rhs, free, n_free):
-    """Solve the n_free×n_free subsystem (n_free ≤ 3) by Cramer's rule; returns (x, ok)."""
-    x = np.zeros(3)
-    if n_free == 0:
-        return x, True
-    mat = np.zeros((n_free, n_free))
-    vec = np.zeros(n_free)
-    for i in range(n_free):
-        vec[i] = rhs[free[i]]
-        for j in range(n_free):
-            mat[i, j] = h[free[i], free[j]]
-    scale = 0.0
-    for i in range(n_free):
-        scale = max(scale, abs(mat[i, i]))
-    if scale <= 0.0:
-        return x, False
-    if n_free == 1:
-        x[0] = vec[0] / mat[0, 0]
-        return x, True
-    if n_free == 2:
-        det = mat[0, 0] * mat[1, 1] - mat[0, 1] * mat[1, 0]
-        if abs(det) <= 1e-13 * scale * scale:
-            return x, False
-        x[0] = (vec[0] * mat[1, 1] - mat[0, 1] * vec[1]) / det
-        x[1] = (mat[0, 0] * vec[1] - mat[1, 0] * vec[0]) / det
-        return x, True
-    det = (
-        mat[0, 0] * (mat[1, 1] * mat[2, 2] - mat[1, 2] * mat[2, 1])
-        - mat[0, 1] * (mat[1, 0] * mat[2, 2] - mat[1, 2] * mat[2, 0])
-        + mat[0, 2] * (mat[1, 0] * mat[2, 1] - mat[1, 1] * mat[2, 0])
-    )
-    if abs(det) <= 1e-13 * scale * scale * scale:
-        return x, False
-    for c in range(3):
-        m2 = mat.copy()
-        for r in range(3):
-            m2[r, c] = vec[r]
-        x[c] = (
-            m2[0, 0] * (m2[1, 1] * m2[2, 2] - m2[1, 2] * m2[2, 1])
-            - m2[0, 1] * (m2[1, 0] * m2[2, 2] - m2[1, 2] * m2[2, 0])
-            + m2[0, 2] * (m2[1, 0] * m2[2, 1] - m2[1, 1] * m2[2, 0])
-        ) / det
-    return x, True
+def _det3(m00, m01, m02, m10, m11, m12, m20, m21, m22):
+    return m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20) + m02 * (m10 * m21 - m11 * m20)
 
 
 @numba.njit(cache=True)
-def _box_qp3(h, g, c0, lo, hi):
-    """min x'Hx − 2g'x + c0 over lo ≤ x ≤ hi (3 variables) by active-set enumeration."""
+def _solve_free(h, rhs, free, n_free, out):
+    """Solve the n_free×n_free subsystem H_ff x = rhs_f (n_free ≤ 3) by Cramer's rule into out; ok flag."""
+    if n_free == 0:
+        return True
+    i0 = free[0]
+    if n_free == 1:
+        if not abs(h[i0, i0]) > 0.0:
+            return False
+        out[0] = rhs[i0] / h[i0, i0]
+        return True
+    i1 = free[1]
+    if n_free == 2:
+        m00, m01, m10, m11 = h[i0, i0], h[i0, i1], h[i1, i0], h[i1, i1]
+        scale = max(abs(m00), abs(m11))
+        det = m00 * m11 - m01 * m10
+        if scale <= 0.0 or abs(det) <= 1e-13 * scale * scale:
+            return False
+        out[0] = (rhs[i0] * m11 - m01 * rhs[i1]) / det
+        out[1] = (m00 * rhs[i1] - m10 * rhs[i0]) / det
+        return True
+    i2 = free[2]
+    m00, m01, m02 = h[i0, i0], h[i0, i1], h[i0, i2]
+    m10, m11, m12 = h[i1, i0], h[i1, i1], h[i1, i2]
+    m20, m21, m22 = h[i2, i0], h[i2, i1], h[i2, i2]
+    v0, v1, v2 = rhs[i0], rhs[i1], rhs[i2]
+    scale = max(abs(m00), abs(m11), abs(m22))
+    det = _det3(m00, m01, m02, m10, m11, m12, m20, m21, m22)
+    if scale <= 0.0 or abs(det) <= 1e-13 * scale * scale * scale:
+        return False
+    out[0] = _det3(v0, m01, m02, v1, m11, m12, v2, m21, m22) / det
+    out[1] = _det3(m00, v0, m02, m10, v1, m12, m20, v2, m22) / det
+    out[2] = _det3(m00, m01, v0, m10, m11, v1, m20, m21, v2) / det
+    return True
+
+
+@numba.njit(cache=True)
+def _box_qp3(h, g, c0, lo, hi, best_x):
+    """min x'Hx − 2g'x + c0 over lo ≤ x ≤ hi (3 variables) by active-set enumeration; x into best_x.
+
+    The problem is convex, so the best feasible candidate over the 27 active sets is the optimum, and
+    when the unconstrained solution (code 0, tried first) is feasible it is the optimum and the
+    enumeration stops there.
+    """
     best = np.inf
-    best_x = np.zeros(3)
-    xs = np.zeros(3)
-    free = np.zeros(3, dtype=np.int64)
-    rhs = np.zeros(3)
+    xs = np.empty(3)
+    sol = np.empty(3)
+    free = np.empty(3, dtype=np.int64)
+    rhs = np.empty(3)
     for code in range(27):
         c = code
         n_free = 0
@@ -139,30 +188,27 @@ def _box_qp3(h, g, c0, lo, hi):
             if state == 0:
                 free[n_free] = i
                 n_free += 1
+                xs[i] = 0.0
             elif state == 1:
                 xs[i] = lo[i]
             else:
                 xs[i] = hi[i]
-        # rhs of reduced system: g_f − H_fb x_b
+        # rhs of the reduced system: g_f − H_fb x_b (the free entries of xs are 0 here)
         for i in range(3):
-            rhs[i] = g[i]
-        is_free = np.zeros(3, dtype=np.bool_)
-        for j in range(n_free):
-            is_free[free[j]] = True
-        for i in range(3):
+            s = g[i]
             for j in range(3):
-                if not is_free[j]:
-                    rhs[i] -= h[i, j] * xs[j]
-        sol, ok = _solve_small(h, rhs, free, n_free)
-        if not ok:
+                s -= h[i, j] * xs[j]
+            rhs[i] = s
+        if not _solve_free(h, rhs, free, n_free, sol):
             continue
         feasible = True
         for j in range(n_free):
-            xi = sol[j]
             i = free[j]
+            xi = sol[j]
             tol = 1e-12 * (1.0 + abs(lo[i]) + abs(hi[i]))
             if xi < lo[i] - tol or xi > hi[i] + tol:
                 feasible = False
+                break
             xs[i] = min(max(xi, lo[i]), hi[i])
         if not feasible:
             continue
@@ -173,47 +219,194 @@ def _box_qp3(h, g, c0, lo, hi):
                 val += xs[i] * h[i, j] * xs[j]
         if val < best:
             best = val
-            best_x[:] = xs
-    return best_x, best
+            best_x[0], best_x[1], best_x[2] = xs[0], xs[1], xs[2]
+        if code == 0:
+            break
+    return best
 
 
 @numba.njit(cache=True)
-def _inner(m, sigma, k, w, om, a_hi, beta, slope_l_min, slope_r_min):
-    """Optimal (A, U, V) and weighted SSE for fixed (m, σ), honouring the min-variance constraint.
+def _inner_into(m, sigma, k, w, om, a_hi, beta, slope_l_min, slope_r_min, x):
+    """Optimal (A, U, V) into x and weighted SSE for fixed (m, σ), honouring the min-variance constraint.
 
     slope_*_min are lower bounds on the wing slopes b(1 ∓ ρ) (V/σ and U/σ): boxes too.
     """
     h = np.zeros((3, 3))
     g = np.zeros(3)
     c0 = 0.0
-    f = np.zeros(3)
     for i in range(k.size):
         y = (k[i] - m) / sigma
         r = np.sqrt(y * y + 1.0)
-        f[0] = 1.0
-        f[1] = 0.5 * (r + y)
-        f[2] = 0.5 * (r - y)
-        for p in range(3):
-            g[p] += om[i] * f[p] * w[i]
-            for q in range(3):
-                h[p, q] += om[i] * f[p] * f[q]
-        c0 += om[i] * w[i] * w[i]
-    lo = np.array([-beta * sigma, slope_r_min * sigma, slope_l_min * sigma])
-    hi = np.array([a_hi, beta * sigma, beta * sigma])
-    x, val = _box_qp3(h, g, c0, lo, hi)
+        f1 = 0.5 * (r + y)
+        f2 = 0.5 * (r - y)
+        o = om[i]
+        ow = o * w[i]
+        g[0] += ow
+        g[1] += ow * f1
+        g[2] += ow * f2
+        h[0, 0] += o
+        h[0, 1] += o * f1
+        h[0, 2] += o * f2
+        h[1, 1] += o * f1 * f1
+        h[1, 2] += o * f1 * f2
+        h[2, 2] += o * f2 * f2
+        c0 += ow * w[i]
+    h[1, 0], h[2, 0], h[2, 1] = h[0, 1], h[0, 2], h[1, 2]
+    lo = np.empty(3)
+    hi = np.empty(3)
+    lo[0], lo[1], lo[2] = -beta * sigma, slope_r_min * sigma, slope_l_min * sigma
+    hi[0], hi[1], hi[2] = a_hi, beta * sigma, beta * sigma
+    val = _box_qp3(h, g, c0, lo, hi, x)
     if x[0] + np.sqrt(x[1] * x[2]) < 0.0:
         lo[0] = 0.0
-        x, val = _box_qp3(h, g, c0, lo, hi)
-    return x, max(val, 0.0)
+        val = _box_qp3(h, g, c0, lo, hi, x)
+    return max(val, 0.0)
+
+
+@numba.njit(cache=True)
+def _inner(m, sigma, k, w, om, a_hi, beta, slope_l_min, slope_r_min):
+    """(x, SSE) form of :func:`_inner_into`."""
+    x = np.zeros(3)
+    val = _inner_into(m, sigma, k, w, om, a_hi, beta, slope_l_min, slope_r_min, x)
+    return x, val
 
 
 @numba.njit(cache=True)
 def _grid_search(ms, sigmas, k, w, om, a_hi, beta, slope_l_min, slope_r_min):
     """Objective on an (m, σ) grid; the outer problem has local minima, so start from the best node."""
     out = np.empty((ms.size, sigmas.size))
+    x = np.zeros(3)
     for i in range(ms.size):
         for j in range(sigmas.size):
-            out[i, j] = _inner(ms[i], sigmas[j], k, w, om, a_hi, beta, slope_l_min, slope_r_min)[1]
+            out[i, j] = _inner_into(ms[i], sigmas[j], k, w, om, a_hi, beta, slope_l_min, slope_r_min, x)
+    return out
+
+
+@numba.njit(cache=True)
+def _outer(z0, z1, k, w, om, a_hi, beta, sl_min, sr_min, x):
+    return _inner_into(z0, np.exp(z1), k, w, om, a_hi, beta, sl_min, sr_min, x)
+
+
+@numba.njit(cache=True)
+def _sort3(sim, fsim):
+    """Order the 3 simplex vertices by objective (stable insertion sort)."""
+    for i in range(1, 3):
+        j = i
+        while j > 0 and fsim[j] < fsim[j - 1]:
+            fsim[j], fsim[j - 1] = fsim[j - 1], fsim[j]
+            for q in range(2):
+                sim[j, q], sim[j - 1, q] = sim[j - 1, q], sim[j, q]
+            j -= 1
+
+
+@numba.njit(cache=True)
+def _nelder_mead(z_start, lo, hi, k, w, om, a_hi, beta, sl_min, sr_min, xatol, fatol, maxfev):
+    """Bounded Nelder–Mead on (m, log σ): scipy's algorithm (non-adaptive coefficients, its initial
+    simplex, reflection of simplex points beyond the upper bound, clipping of every trial point) moved
+    into numba, so a slice's outer search costs microseconds per step instead of Python overhead."""
+    x = np.zeros(3)
+    sim = np.empty((3, 2))
+    fsim = np.full(3, np.inf)
+    z0 = np.empty(2)
+    for q in range(2):
+        z0[q] = min(max(z_start[q], lo[q]), hi[q])
+    for v in range(3):
+        sim[v, 0], sim[v, 1] = z0[0], z0[1]
+    for q in range(2):
+        sim[q + 1, q] = 1.05 * z0[q] if z0[q] != 0.0 else 0.00025
+    for v in range(3):
+        for q in range(2):
+            if sim[v, q] > hi[q]:
+                sim[v, q] = 2.0 * hi[q] - sim[v, q]
+            sim[v, q] = min(max(sim[v, q], lo[q]), hi[q])
+    nfev = 0
+    for v in range(3):
+        fsim[v] = _outer(sim[v, 0], sim[v, 1], k, w, om, a_hi, beta, sl_min, sr_min, x)
+        nfev += 1
+    _sort3(sim, fsim)
+    xbar = np.empty(2)
+    trial = np.empty(2)
+    while nfev < maxfev:
+        spread = 0.0
+        fspread = 0.0
+        for v in range(1, 3):
+            fspread = max(fspread, abs(fsim[0] - fsim[v]))
+            for q in range(2):
+                spread = max(spread, abs(sim[v, q] - sim[0, q]))
+        if spread <= xatol and fspread <= fatol:
+            break
+        for q in range(2):
+            xbar[q] = 0.5 * (sim[0, q] + sim[1, q])
+        for q in range(2):  # reflection
+            trial[q] = min(max(2.0 * xbar[q] - sim[2, q], lo[q]), hi[q])
+        fxr = _outer(trial[0], trial[1], k, w, om, a_hi, beta, sl_min, sr_min, x)
+        nfev += 1
+        xr0, xr1 = trial[0], trial[1]
+        if fxr < fsim[0]:
+            if nfev >= maxfev:
+                sim[2, 0], sim[2, 1], fsim[2] = xr0, xr1, fxr
+            else:
+                for q in range(2):  # expansion
+                    trial[q] = min(max(3.0 * xbar[q] - 2.0 * sim[2, q], lo[q]), hi[q])
+                fxe = _outer(trial[0], trial[1], k, w, om, a_hi, beta, sl_min, sr_min, x)
+                nfev += 1
+                if fxe < fxr:
+                    sim[2, 0], sim[2, 1], fsim[2] = trial[0], trial[1], fxe
+                else:
+                    sim[2, 0], sim[2, 1], fsim[2] = xr0, xr1, fxr
+        elif fxr < fsim[1]:
+            sim[2, 0], sim[2, 1], fsim[2] = xr0, xr1, fxr
+        elif nfev < maxfev:
+            shrink = False
+            if fxr < fsim[2]:
+                for q in range(2):  # outside contraction
+                    trial[q] = min(max(1.5 * xbar[q] - 0.5 * sim[2, q], lo[q]), hi[q])
+                fxc = _outer(trial[0], trial[1], k, w, om, a_hi, beta, sl_min, sr_min, x)
+                nfev += 1
+                if fxc <= fxr:
+                    sim[2, 0], sim[2, 1], fsim[2] = trial[0], trial[1], fxc
+                else:
+                    shrink = True
+            else:
+                for q in range(2):  # inside contraction
+                    trial[q] = min(max(0.5 * xbar[q] + 0.5 * sim[2, q], lo[q]), hi[q])
+                fxcc = _outer(trial[0], trial[1], k, w, om, a_hi, beta, sl_min, sr_min, x)
+                nfev += 1
+                if fxcc < fsim[2]:
+                    sim[2, 0], sim[2, 1], fsim[2] = trial[0], trial[1], fxcc
+                else:
+                    shrink = True
+            if shrink:
+                for v in range(1, 3):
+                    if nfev >= maxfev:
+                        break
+                    for q in range(2):
+                        sim[v, q] = min(max(sim[0, q] + 0.5 * (sim[v, q] - sim[0, q]), lo[q]), hi[q])
+                    fsim[v] = _outer(sim[v, 0], sim[v, 1], k, w, om, a_hi, beta, sl_min, sr_min, x)
+                    nfev += 1
+        _sort3(sim, fsim)
+    return sim[0].copy(), fsim[0]
+
+
+@numba.njit(cache=True)
+def _fit_slice_kernel(k, w, om, a_hi, beta, sl_min, sr_min, ms, sigmas, lo, hi):
+    """Grid start + Nelder–Mead polish of the outer (m, log σ) problem; returns (m, σ, A, U, V, SSE)."""
+    surf = _grid_search(ms, sigmas, k, w, om, a_hi, beta, sl_min, sr_min)
+    bi, bj = 0, 0
+    for i in range(ms.size):
+        for j in range(sigmas.size):
+            if surf[i, j] < surf[bi, bj]:
+                bi, bj = i, j
+    z_start = np.empty(2)
+    z_start[0], z_start[1] = ms[bi], np.log(sigmas[bj])
+    z, fz = _nelder_mead(z_start, lo, hi, k, w, om, a_hi, beta, sl_min, sr_min, 1e-7, 1e-10, 800)
+    if not fz <= surf[bi, bj]:
+        z = z_start
+    m, sigma = z[0], np.exp(z[1])
+    x = np.zeros(3)
+    val = _inner_into(m, sigma, k, w, om, a_hi, beta, sl_min, sr_min, x)
+    out = np.empty(6)
+    out[0], out[1], out[2], out[3], out[4], out[5] = m, sigma, x[0], x[1], x[2], val
     return out
 
 
@@ -274,22 +467,10 @@ def fit_svi_slice(
     s_lo, s_hi = SIGMA_BOUNDS
     ms = np.linspace(m_lo, m_hi, 17)
     sigmas = np.geomspace(s_lo * 2, min(s_hi, 4.0 * span), 14)
-    surf = _grid_search(ms, sigmas, k, w, om_s, a_hi, max_wing_slope, sl_min, sr_min)
-    i, j = np.unravel_index(int(np.argmin(surf)), surf.shape)
-
-    def obj(z: np.ndarray) -> float:
-        return float(_inner(z[0], float(np.exp(z[1])), k, w, om_s, a_hi, max_wing_slope, sl_min, sr_min)[1])
-
-    res = optimize.minimize(
-        obj,
-        x0=np.array([ms[i], np.log(sigmas[j])]),
-        method="Nelder-Mead",
-        bounds=[(m_lo, m_hi), (np.log(s_lo), np.log(s_hi))],
-        options={"xatol": 1e-7, "fatol": 1e-10, "maxfev": 800},
-    )
-    z = res.x if res.fun <= surf[i, j] else np.array([ms[i], np.log(sigmas[j])])
-    m, sigma = float(z[0]), float(np.exp(z[1]))
-    x, val = _inner(m, sigma, k, w, om_s, a_hi, max_wing_slope, sl_min, sr_min)
+    lo = np.array([m_lo, np.log(s_lo)])
+    hi = np.array([m_hi, np.log(s_hi)])
+    r = _fit_slice_kernel(k, w, om_s, a_hi, float(max_wing_slope), sl_min, sr_min, ms, sigmas, lo, hi)
+    m, sigma, x, val = float(r[0]), float(r[1]), r[2:5], float(r[5])
     return SliceFit(_coeffs_to_raw(x, m, sigma), float(val), True, "quasi-explicit")
 
 
@@ -372,6 +553,172 @@ def _penalty_system(p, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, b
     return res, jac, cons
 
 
+@numba.njit(cache=True)
+def _acc(jtj, grad, row, res):
+    """Add one residual row (value res, Jacobian row) to JᵀJ and Jᵀr."""
+    for q in range(5):
+        grad[q] += row[q] * res
+        for s in range(q, 5):
+            jtj[q, s] += row[q] * row[s]
+
+
+@numba.njit(cache=True)
+def _penalty_normal(p, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, beta, sl, jtj, grad):
+    """The residual model of :func:`_penalty_system` reduced to what Gauss–Newton needs: returns
+    (½‖r‖², min constraint) and fills JᵀJ and Jᵀr, without materializing the (n + 2·grid) × 5 Jacobian."""
+    a, b, rho, m, sigma = p[0], p[1], p[2], p[3], p[4]
+    jtj[:, :] = 0.0
+    grad[:] = 0.0
+    row = np.empty(5)
+    s2 = sigma * sigma
+    cost = 0.0
+    c_min = np.inf
+    for i in range(k.size):
+        x = k[i] - m
+        r = np.sqrt(x * x + s2)
+        so = sq_om[i]
+        res = so * (a + b * (rho * x + r) - w_mkt[i])
+        row[0] = so
+        row[1] = so * (rho * x + r)
+        row[2] = so * b * x
+        row[3] = -so * b * (rho + x / r)
+        row[4] = so * b * sigma / r
+        _acc(jtj, grad, row, res)
+        cost += res * res
+    inv_ws = 1.0 / w_scale
+    for j in range(kg.size):
+        kk = kg[j]
+        x = kk - m
+        r = np.sqrt(x * x + s2)
+        ir = 1.0 / r
+        xr = x * ir
+        wv = a + b * (rho * x + r)
+        w = max(wv, 1e-12)
+        iw = 1.0 / w
+        w1 = b * (rho + xr)
+        ir3 = ir * ir * ir
+        w2 = b * s2 * ir3
+        u = 1.0 - 0.5 * kk * w1 * iw
+        q1 = iw + 0.25
+        c = u * u - 0.25 * w1 * w1 * q1 + 0.5 * w2 - margin
+        c_min = min(c_min, c)
+        if c < 0:
+            ir5 = ir3 * ir * ir
+            g_w = (u * kk * w1 + 0.25 * w1 * w1) * iw * iw
+            g_w1 = -u * kk * iw - 0.5 * w1 * q1
+            row[0] = sl * g_w
+            row[1] = sl * (g_w * (rho * x + r) + g_w1 * (rho + xr) + 0.5 * s2 * ir3)
+            row[2] = sl * (g_w * b * x + g_w1 * b)
+            row[3] = sl * (-g_w * w1 - g_w1 * w2 + 1.5 * b * s2 * x * ir5)
+            row[4] = sl * (g_w * b * sigma * ir - g_w1 * b * x * sigma * ir3
+                           + 0.5 * b * (2.0 * sigma * ir3 - 3.0 * s2 * sigma * ir5))
+            res = sl * c
+            _acc(jtj, grad, row, res)
+            cost += res * res
+        if has_floor:
+            c = (wv - floor[j]) * inv_ws - margin
+            c_min = min(c_min, c)
+            if c < 0:
+                f = sl * inv_ws
+                row[0] = f
+                row[1] = f * (rho * x + r)
+                row[2] = f * b * x
+                row[3] = -f * b * (rho + xr)
+                row[4] = f * b * sigma * ir
+                res = sl * c
+                _acc(jtj, grad, row, res)
+                cost += res * res
+    s1 = np.sqrt(max(1.0 - rho * rho, 1e-12))
+    for e in range(3):
+        if e == 0:
+            c = (a + b * sigma * s1) / w_scale - margin
+            row[0], row[1], row[2] = 1.0 / w_scale, sigma * s1 / w_scale, -b * sigma * rho / s1 / w_scale
+            row[3], row[4] = 0.0, b * s1 / w_scale
+        elif e == 1:
+            c = beta - b * (1.0 + rho) - margin
+            row[0], row[1], row[2], row[3], row[4] = 0.0, -(1.0 + rho), -b, 0.0, 0.0
+        else:
+            c = beta - b * (1.0 - rho) - margin
+            row[0], row[1], row[2], row[3], row[4] = 0.0, -(1.0 - rho), b, 0.0, 0.0
+        c_min = min(c_min, c)
+        if c < 0:
+            for q in range(5):
+                row[q] *= sl
+            res = sl * c
+            _acc(jtj, grad, row, res)
+            cost += res * res
+    for q in range(5):
+        for s in range(q):
+            jtj[q, s] = jtj[s, q]
+    return 0.5 * cost, c_min
+
+
+@numba.njit(cache=True)
+def _refit_kernel(x0, lo, hi, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, beta, max_iter):
+    """Exterior-penalty continuation (λ = 1e3 … 1e9) with a bounded Levenberg–Marquardt solve per λ;
+    stops at the first λ whose solution satisfies every constraint to within margin/2.
+    Returns (params, min constraint, total LM iterations)."""
+    x = x0.copy()
+    jtj = np.zeros((5, 5))
+    grad = np.zeros(5)
+    jtj_n = np.zeros((5, 5))
+    grad_n = np.zeros(5)
+    d2 = np.zeros(5)
+    c_min = -np.inf
+    n_it = 0
+    lam = 1e3
+    while lam <= 1e9 * 1.0001:
+        sl = np.sqrt(lam)
+        cost, c_min = _penalty_normal(x, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, beta, sl,
+                                      jtj, grad)
+        for q in range(5):
+            d2[q] = max(jtj[q, q], 1e-12)
+        mu = 1e-3
+        nu = 2.0
+        for _ in range(max_iter):
+            n_it += 1
+            x_new, ok = lm_step(jtj, grad, x, lo, hi, d2, mu)
+            if not ok:
+                mu *= nu
+                nu *= 2.0
+                if mu > 1e12:
+                    break
+                continue
+            dx = x_new - x
+            step = 0.0
+            xn = 0.0
+            for q in range(5):
+                step += dx[q] * dx[q]
+                xn += x[q] * x[q]
+            if step == 0.0:
+                break
+            pred = predicted_reduction(jtj, grad, dx)
+            cost_n, c_n = _penalty_normal(x_new, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, beta,
+                                          sl, jtj_n, grad_n)
+            if cost_n < cost:
+                ratio = (cost - cost_n) / pred if pred > 0 else 0.0
+                small = cost - cost_n <= 1e-10 * cost or np.sqrt(step) <= 1e-10 * (1e-10 + np.sqrt(xn))
+                x = x_new
+                cost, c_min = cost_n, c_n
+                jtj[:, :] = jtj_n
+                grad[:] = grad_n
+                for q in range(5):
+                    d2[q] = max(d2[q], jtj[q, q])
+                mu *= max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
+                nu = 2.0
+                if small:
+                    break
+            else:
+                mu *= nu
+                nu *= 2.0
+                if mu > 1e12:
+                    break
+        if c_min >= -0.5 * margin:
+            break
+        lam *= 100.0
+    return x, c_min, n_it
+
+
 def refit_svi_constrained(
     k: np.ndarray,
     iv: np.ndarray,
@@ -383,14 +730,16 @@ def refit_svi_constrained(
     floor_w: np.ndarray | None = None,
     margin: float = 1e-4,
     max_wing_slope: float = MAX_WING_SLOPE,
+    max_iter: int = 400,
 ) -> SliceFit:
     """Refit all five SVI parameters with g(k) ≥ margin on ``k_grid`` (no butterfly arbitrage) and,
     if ``floor_w`` is given, w(k) ≥ floor_w on ``k_grid`` (no calendar arbitrage against the
     previous slice).
 
-    Exterior quadratic penalty solved by bounded Gauss–Newton (``least_squares``, analytic Jacobian in
-    numba) with the penalty weight raised until the constraints hold; this proved far more robust than
-    SLSQP, whose linearized subproblems become incompatible on these wing constraints. The margin keeps
+    Exterior quadratic penalty solved by a bounded Levenberg–Marquardt in numba (analytic Jacobian,
+    normal equations accumulated without forming it) with the penalty weight raised until the
+    constraints hold; this proved far more robust than SLSQP, whose linearized subproblems become
+    incompatible on these wing constraints. ``max_iter`` bounds the LM iterations per penalty weight. The margin keeps
     the result strictly inside the feasible set (g ≥ margin/2, w ≥ floor + margin/2·mean w, min
     variance and Lee slopes likewise), so a check with tolerance 0 on the same grid passes.
     """
@@ -407,27 +756,9 @@ def refit_svi_constrained(
     sig_lo, sig_hi = SIGMA_BOUNDS
     lo = np.array([-max_wing_slope * sig_hi, 0.0, -0.999, float(k.min()), sig_lo])
     hi = np.array([a_hi, max_wing_slope, 0.999, float(k.max()), sig_hi])
-    args = (k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, max_wing_slope)
-
-    x = np.clip(np.asarray(start, dtype=float), lo, hi)
-    for lam in (1e3, 1e5, 1e7, 1e9):
-        sl = float(np.sqrt(lam))
-        cache: dict = {}
-
-        def system(p: np.ndarray, sl: float = sl, cache: dict = cache):
-            key = p.tobytes()
-            if key not in cache:
-                cache.clear()
-                cache[key] = _penalty_system(p, *args, sl)
-            return cache[key]
-
-        res = optimize.least_squares(lambda p, f=system: f(p)[0], x, jac=lambda p, f=system: f(p)[1],
-                                     bounds=(lo, hi), x_scale="jac", method="trf", max_nfev=200,
-                                     ftol=1e-6, xtol=1e-6)
-        x = res.x
-        c_min = float(np.min(_penalty_system(x, *args, 0.0)[2]))
-        if c_min >= -0.5 * margin:
-            break
+    x0 = np.clip(np.asarray(start, dtype=float), lo, hi)
+    x, c_min, _ = _refit_kernel(x0, lo, hi, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin,
+                                float(max_wing_slope), max_iter)
     feasible = bool(np.isfinite(c_min) and c_min >= -0.5 * margin)
     obj = float(np.sum((sq_om * (svi_total_variance(k, *x) - w_mkt)) ** 2))
     return SliceFit(tuple(float(v) for v in x), obj, feasible, "penalty refit")  # type: ignore[arg-type]
