@@ -6,7 +6,7 @@ Defaults are meant to be roughly what a professional account pays on B3 stock op
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 MIN_TICK = 0.01
@@ -63,10 +63,12 @@ class StrategyConfig:
     max_vega_underlying: float = 2_000.0
     max_vega_total: float = 6_000.0
     max_per_underlying: int = 4
+    min_vega_pt: float = 0.005  # R$ per vol point per unit: a vol view cannot live in an option that moves
+    # less than half a tick per vol point (deep ITM/OTM, days from expiry), and vega sizing would explode
+    max_qty: float = 1_000_000.0  # units per leg
     hold_days: int = 1
     hedge: bool = True
     option_lot: int = 100
     stock_lot: int = 100
     exercise_threshold: float = MIN_TICK  # B3 exercises automatically when at least R$ 0.01 in the money
     capital: float = 1_000_000.0  # only for returns, drawdown % and turnover; P&L is in R$
-    extra: dict = field(default_factory=dict)

@@ -92,7 +92,9 @@ def prepare_market(market: pd.DataFrame, underlyings: pd.DataFrame | None = None
     series["is_call"] = series["option_type"].astype(str).str[0].str.lower().eq("c")
     series["e_i"] = np.searchsorted(sessions, series["expiry"].to_numpy())  # first session >= expiry
     extra["i"] = np.searchsorted(sessions, extra["trade_date"].to_numpy())
-    spot = pd.concat([extra[["i", "underlying_ticker", "spot"]], m[["i", "underlying_ticker", "spot"]]])
+    spot = m[["i", "underlying_ticker", "spot"]]
+    if len(extra):
+        spot = pd.concat([extra[["i", "underlying_ticker", "spot"]], spot])
     spot = spot.dropna(subset=["spot"]).groupby(["i", "underlying_ticker"], as_index=False)["spot"].first()
     rate = m.groupby("i")["r"].median()
     return Market(sessions, m.drop(columns=["option_type", "strike", "expiry"]), series, spot, rate)
@@ -115,7 +117,8 @@ def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFra
     q = q.join(mk.series[["is_call", "strike", "expiry", "e_i"]], on="ticker")
     bdays = q["e_i"] - q["i"]  # sessions left (the grid's count; B3 business days when no day is missing)
     ok = (
-        np.isfinite(q["forecast"]) & np.isfinite(q["iv"]) & (q["vega"] > 0) & (q["k"].abs() <= cfg.max_abs_k)
+        np.isfinite(q["forecast"]) & np.isfinite(q["iv"]) & (q["vega"] / 100 >= cfg.min_vega_pt)
+        & (q["k"].abs() <= cfg.max_abs_k)
         & (bdays >= cfg.min_bdays) & (bdays <= cfg.max_bdays)
     )  # fmt: skip
     q = q[ok].copy()
@@ -162,6 +165,7 @@ def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFra
     legs["qty"] *= np.minimum(1.0, cfg.max_vega_underlying / gu)
     gt = (legs["qty"].abs() * legs["vpt"]).groupby(legs["i"]).transform("sum")
     legs["qty"] *= np.minimum(1.0, cfg.max_vega_total / gt)
+    legs["qty"] = np.clip(legs["qty"], -cfg.max_qty, cfg.max_qty)
     lot = max(cfg.option_lot, 1)
     legs["qty"] = np.round(legs["qty"] / lot) * lot
     legs = legs[legs["qty"] != 0]
@@ -277,6 +281,8 @@ def run_backtest(
     mk = market if isinstance(market, Market) else prepare_market(market)
     n = len(mk.sessions)
     legs = decide(mk, signals, cfg)
+    if legs.empty:
+        return _flat(mk, name, _period(mk, legs, period, 0))
     pos = holdings(mk, legs, cfg)
     ser = mk.series
 
@@ -383,9 +389,32 @@ def run_backtest(
     positions = _positions_table(mk, name, pos, m, hb)
     legs_out = legs.assign(trade_date=mk.sessions[legs["i"].to_numpy()], strategy=name).drop(columns=["i"])
     alltr = alltr.assign(trade_date=mk.sessions[alltr["i"].to_numpy()], strategy=name)
-    trade_cols = ["trade_date", "strategy", "ticker", "underlying_ticker", "trade", "value", "fill", "from_book",
-                  "settle", "exercised", "spread_cost", "fee_cost", "cost"]  # fmt: skip
-    return BacktestResult(name, legs_out, positions, alltr[trade_cols].sort_values(["trade_date", "ticker"]), daily)
+    trades_out = alltr[TRADE_COLUMNS].sort_values(["trade_date", "ticker"]).reset_index(drop=True)
+    return BacktestResult(name, legs_out, positions, trades_out, daily[DAILY_COLUMNS])
+
+
+DAILY_COLUMNS = ["trade_date", "strategy", *PNL_PARTS, "option_costs", "stock_costs", "n_positions", "gross_vega",
+                 "premium_traded", "costs", "gross", "total"]  # fmt: skip
+POSITION_COLUMNS = ["trade_date", "strategy", "instrument", "ticker", "underlying_ticker", "qty", "price", "iv",
+                    "iv_age", "position_delta", "position_vega_pt"]  # fmt: skip
+TRADE_COLUMNS = ["trade_date", "strategy", "ticker", "underlying_ticker", "trade", "value", "fill", "from_book",
+                 "settle", "exercised", "spread_cost", "fee_cost", "cost"]  # fmt: skip
+
+
+def _flat(mk: Market, name: str, days: np.ndarray) -> BacktestResult:
+    """A strategy that never trades: zero P&L on every day of the period, no positions."""
+    daily = pd.DataFrame({c: np.zeros(len(days)) for c in DAILY_COLUMNS})
+    daily["trade_date"], daily["strategy"] = mk.sessions[days], name
+    daily["n_positions"] = daily["n_positions"].astype(np.int64)
+    empty = {"trade_date": pd.Series(dtype="datetime64[ns]"), "strategy": pd.Series(dtype=object)}
+    positions = pd.DataFrame(empty | {c: pd.Series(dtype=float) for c in POSITION_COLUMNS[2:]})
+    positions = positions.astype({c: object for c in ("instrument", "ticker", "underlying_ticker")})
+    trades = pd.DataFrame(empty | {c: pd.Series(dtype=float) for c in TRADE_COLUMNS[2:]})
+    trades = trades.astype({"ticker": object, "underlying_ticker": object, "from_book": bool, "settle": bool,
+                            "exercised": bool})  # fmt: skip
+    legs = pd.DataFrame({"ticker": pd.Series(dtype=object), "qty": pd.Series(dtype=float),
+                         "edge": pd.Series(dtype=float)} | empty)  # fmt: skip
+    return BacktestResult(name, legs, positions, trades, daily)
 
 
 def _spot_lookup(mk: Market):

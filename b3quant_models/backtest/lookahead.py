@@ -34,7 +34,9 @@ def _perturb(df: pd.DataFrame | None, cutoff: pd.Timestamp, rng: np.random.Gener
         if c in out.columns and late.any():
             v = out.loc[late, c].to_numpy(float)
             out.loc[late, c] = v * rng.uniform(0.5, 1.5, len(v)) + rng.normal(0, 0.05, len(v))
-    nxt = pd.to_datetime(out["target_date"]) > cutoff if "target_date" in out.columns else late
+    # a D+1 value stored on day D's row is observed after D: without a target_date, on rows from D on
+    day = pd.to_datetime(out["trade_date"])
+    nxt = pd.to_datetime(out["target_date"]) > cutoff if "target_date" in out.columns else day >= cutoff
     for c in FUTURE_COLUMNS:
         if c in out.columns and nxt.any():
             out.loc[nxt, c] = out.loc[nxt, c].to_numpy(float) + rng.normal(0, 0.1, int(nxt.sum()))
