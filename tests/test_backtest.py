@@ -77,7 +77,7 @@ def test_straddle_held_to_expiry_settles_at_intrinsic_under_b3_rules(final_spot,
     assert bool(settle.loc["PETRC1000", "exercised"]) is call_exercised
     assert bool(settle.loc["PETRO1000", "exercised"]) is put_exercised
     # the position is held every session up to the one before expiry, then nothing
-    held = res.positions[res.positions["instrument"] == "option"].groupby("trade_date").size()
+    held = res.positions[res.positions["kind"] == "option"].groupby("trade_date").size()
     assert list(held.index) == list(pd.to_datetime(DAYS[:-1])) and (held == 2).all()
 
 
@@ -113,7 +113,7 @@ def test_one_day_of_delta_hedging_with_empty_book_hand_computed():
     assert row["residual"] == pytest.approx(gross - others, rel=1e-9)
     assert abs(row["residual"]) < 0.25 * abs(row["vega"])  # cross terms (vanna, volga) of a 2-point vol move
     # the hedge is held overnight and unwound when the option is sold
-    stock = res.positions[res.positions["instrument"] == "stock"]
+    stock = res.positions[res.positions["kind"] == "stock"]
     assert stock["qty"].tolist() == [h] and stock["trade_date"].tolist() == [pd.Timestamp(days[0])]
 
 

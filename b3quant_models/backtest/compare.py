@@ -31,19 +31,30 @@ def compare_strategies(
     predictions: pd.DataFrame,
     truth: pd.DataFrame | None = None,
     strategies: list[Strategy] | None = None,
-    config: StrategyConfig | None = None,
+    config: StrategyConfig | list[StrategyConfig] | None = None,
     costs: CostModel | None = None,
     split: str = "test",
     underlyings: pd.DataFrame | None = None,
     period: tuple | None = None,
 ) -> Comparison:
-    cfg = config or StrategyConfig()
+    """Run each strategy with each config (one "book" per instrument, labelled in column ``instrument``)."""
+    configs = config if isinstance(config, list) else [config or StrategyConfig()]
     mk = market if isinstance(market, Market) else prepare_market(market, underlyings)
     strategies = strategies if strategies is not None else standard_strategies(predictions, split)
     period = period or backtest_period(predictions, split)
-    runs = [run_backtest(mk, s.signal(predictions, truth), cfg, costs, s.name, period) for s in strategies]
-    daily = pd.concat([r.daily for r in runs], ignore_index=True)
-    nonempty = [r for r in runs if len(r.positions)] or runs[:1]
-    positions = pd.concat([r.positions for r in nonempty], ignore_index=True)
-    trades = pd.concat([r.trades for r in ([r for r in runs if len(r.trades)] or runs[:1])], ignore_index=True)
-    return Comparison(daily, positions, trades, summarize(daily, cfg.capital))
+    signals = {s.name: s.signal(predictions, truth) for s in strategies}
+    runs = []
+    for cfg in configs:
+        for s in strategies:
+            r = run_backtest(mk, signals[s.name], cfg, costs, s.name, period)
+            runs.append((cfg.instrument, r))
+
+    def cat(attr: str) -> pd.DataFrame:
+        parts = [getattr(r, attr).assign(instrument=book) for book, r in runs if len(getattr(r, attr))]
+        if not parts:
+            book, r = runs[0]
+            parts = [getattr(r, attr).assign(instrument=book)]
+        return pd.concat(parts, ignore_index=True)
+
+    daily = cat("daily")
+    return Comparison(daily, cat("positions"), cat("trades"), summarize(daily, configs[0].capital))

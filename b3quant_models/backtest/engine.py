@@ -127,9 +127,8 @@ def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFra
     q["vpt"] = q["vega"] / 100.0  # R$ per vol point per unit
     if cfg.instrument == "option":
         q = q[q["edge"].abs() > cfg.threshold]
-        q["rank"] = q.groupby(["i", "underlying_ticker"])["edge"].transform(
-            lambda e: e.abs().rank(ascending=False, method="first")
-        )
+        q["absedge"] = q["edge"].abs()
+        q["rank"] = q.groupby(["i", "underlying_ticker"])["absedge"].rank(ascending=False, method="first")
         q = q[q["rank"] <= cfg.max_per_underlying]
         legs = q[["i", "ticker", "underlying_ticker", "edge", "vpt"]].copy()
         legs["qty"] = np.sign(legs["edge"]) * cfg.vega_per_trade / legs["vpt"]
@@ -395,7 +394,7 @@ def run_backtest(
 
 DAILY_COLUMNS = ["trade_date", "strategy", *PNL_PARTS, "option_costs", "stock_costs", "n_positions", "gross_vega",
                  "premium_traded", "costs", "gross", "total"]  # fmt: skip
-POSITION_COLUMNS = ["trade_date", "strategy", "instrument", "ticker", "underlying_ticker", "qty", "price", "iv",
+POSITION_COLUMNS = ["trade_date", "strategy", "kind", "ticker", "underlying_ticker", "qty", "price", "iv",
                     "iv_age", "position_delta", "position_vega_pt"]  # fmt: skip
 TRADE_COLUMNS = ["trade_date", "strategy", "ticker", "underlying_ticker", "trade", "value", "fill", "from_book",
                  "settle", "exercised", "spread_cost", "fee_cost", "cost"]  # fmt: skip
@@ -408,7 +407,7 @@ def _flat(mk: Market, name: str, days: np.ndarray) -> BacktestResult:
     daily["n_positions"] = daily["n_positions"].astype(np.int64)
     empty = {"trade_date": pd.Series(dtype="datetime64[ns]"), "strategy": pd.Series(dtype=object)}
     positions = pd.DataFrame(empty | {c: pd.Series(dtype=float) for c in POSITION_COLUMNS[2:]})
-    positions = positions.astype({c: object for c in ("instrument", "ticker", "underlying_ticker")})
+    positions = positions.astype({c: object for c in ("kind", "ticker", "underlying_ticker")})
     trades = pd.DataFrame(empty | {c: pd.Series(dtype=float) for c in TRADE_COLUMNS[2:]})
     trades = trades.astype({"ticker": object, "underlying_ticker": object, "from_book": bool, "settle": bool,
                             "exercised": bool})  # fmt: skip
@@ -444,18 +443,18 @@ def _period(mk: Market, legs: pd.DataFrame, period: tuple | None, last: int) -> 
 def _positions_table(mk: Market, name: str, pos: pd.DataFrame, m: pd.DataFrame, hb: pd.DataFrame) -> pd.DataFrame:
     o = pos.merge(m, on=["i", "ticker"], how="left").join(mk.series[["underlying_ticker"]], on="ticker")
     opt = pd.DataFrame({
-        "i": o["i"], "instrument": "option", "ticker": o["ticker"], "underlying_ticker": o["underlying_ticker"],
+        "i": o["i"], "kind": "option", "ticker": o["ticker"], "underlying_ticker": o["underlying_ticker"],
         "qty": o["qty"], "price": o["value"], "iv": o["iv_mark"], "iv_age": o["iv_age"],
         "position_delta": o["qty"] * o["delta"], "position_vega_pt": o["qty"] * o["vega"] / 100.0,
     })  # fmt: skip
     h = hb[hb["shares"] != 0]
     stk = pd.DataFrame({
-        "i": h["i"], "instrument": "stock", "ticker": h["underlying_ticker"],
+        "i": h["i"], "kind": "stock", "ticker": h["underlying_ticker"],
         "underlying_ticker": h["underlying_ticker"],
         "qty": h["shares"], "price": h["spot"], "iv": np.nan, "iv_age": np.nan,
         "position_delta": h["shares"], "position_vega_pt": 0.0,
     })  # fmt: skip
-    out = pd.concat([opt, stk], ignore_index=True).sort_values(["i", "instrument", "ticker"])
+    out = pd.concat([opt, stk], ignore_index=True).sort_values(["i", "kind", "ticker"])
     out.insert(0, "trade_date", mk.sessions[out["i"].to_numpy()])
     out.insert(1, "strategy", name)
     return out.drop(columns=["i"]).reset_index(drop=True)

@@ -45,7 +45,7 @@ def _perturb(df: pd.DataFrame | None, cutoff: pd.Timestamp, rng: np.random.Gener
 
 def _decisions(res, cutoff) -> pd.DataFrame:
     legs = res.legs[res.legs["trade_date"] <= cutoff][["trade_date", "ticker", "qty"]]
-    pos = res.positions[res.positions["trade_date"] <= cutoff][["trade_date", "ticker", "instrument", "qty"]]
+    pos = res.positions[res.positions["trade_date"] <= cutoff][["trade_date", "ticker", "kind", "qty"]]
     return pd.concat([legs.assign(kind="leg"), pos.assign(kind="position")]).sort_values(
         ["kind", "trade_date", "ticker"]).reset_index(drop=True)  # fmt: skip
 

@@ -40,13 +40,15 @@ def summarize(daily: pd.DataFrame, capital: float = 1_000_000.0) -> pd.DataFrame
     """One row per strategy: net and gross Sharpe, Sortino, Sharpe at 2x costs, max drawdown, hit rate,
     turnover and the break-even cost multiple, with the P&L attribution summed."""
     rows = []
-    for name, d in daily.groupby("strategy", sort=False):
+    keys = ["instrument", "strategy"] if "instrument" in daily.columns else ["strategy"]
+    for key, d in daily.groupby(keys, sort=False):
         d = d.sort_values("trade_date")
+        ident = dict(zip(keys, key, strict=True))
         tot, gross, costs = (d[c].to_numpy(float) for c in ("total", "gross", "costs"))
         active = d["n_positions"].to_numpy() > 0
         traded = tot[active | (costs > 0)]
         rows.append({
-            "strategy": name,
+            **ident,
             "days": len(d),
             "net_pnl": float(tot.sum()),
             "gross_pnl": float(gross.sum()),
