@@ -14,6 +14,7 @@ See docs/architecture.md.
 import dagster as dg
 
 from .defs.analytics import definitions as analytics
+from .defs.backtests import definitions as backtests
 from .defs.ingestion import definitions as ingestion
 from .defs.models import definitions as models
 from .defs.serving import definitions as serving
@@ -24,5 +25,6 @@ defs = dg.Definitions.merge(
     analytics.defs,
     models.defs,
     serving.defs,
+    backtests.defs,
     dg.Definitions(resources={"io_manager": duckdb_io_manager()}, executor=dg.in_process_executor),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -23,6 +24,8 @@ class DemoSummary:
     checks: list[tuple[str, str, bool]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     promotion: str = ""
+    skipped: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         lines = [f"run {self.run_id}: {'success' if self.ok else 'FAILED'}", "", "table                      rows"]
@@ -31,6 +34,10 @@ class DemoSummary:
         lines.append(f"\nasset checks: {len(self.checks) - len(bad)}/{len(self.checks)} passed")
         lines += [f"  FAILED {a}.{c}" for a, c, _ in bad]
         lines += [f"  step failure: {f}" for f in self.failures]
+        lines += [f"  skipped: {x}" for x in self.skipped]
+        if self.reports:
+            lines.append(f"\nbacktest reports (PNG): {Path(self.reports[0]).parent}")
+            lines += [f"  {Path(r).name}" for r in self.reports]
         return "\n".join(lines)
 
 
@@ -43,6 +50,47 @@ def partitioned_and_global_assets(defs: dg.Definitions):
     return part, glob
 
 
+def demo_stages(defs: dg.Definitions, instance: dg.DagsterInstance | None = None):
+    """Materializable assets in run order: ``[(partitioned, keys), ...]``, and the keys left out.
+
+    Partitioned (range) and unpartitioned stages alternate wherever one kind needs the other (the
+    backtests are partitioned but read the models' stored predictions). Assets that need an external
+    asset never materialized in this instance are left out, with the reason."""
+    graph = defs.resolve_asset_graph()
+    keys = set(graph.materializable_asset_keys)
+    part = {k: graph.get(k).partitions_def is not None for k in keys}
+    missing_ext = {
+        k for k in graph.get_all_asset_keys() - keys
+        if instance is None or instance.get_latest_materialization_event(k) is None
+    }  # fmt: skip
+    level: dict = {}
+    blocked: dict = {}
+
+    def visit(k):
+        if k in level:
+            return level[k]
+        lv, why = 0, None
+        for p in graph.get(k).parent_keys:
+            if p in missing_ext:
+                why = why or p
+            elif p in keys:
+                lv = max(lv, visit(p) + (part[p] != part[k]))
+                why = why or blocked.get(p)
+        level[k] = lv
+        if why is not None:
+            blocked[k] = why
+        return lv
+
+    for k in keys:
+        visit(k)
+    stages: dict = {}
+    for k in keys - blocked.keys():
+        stages.setdefault((level[k], not part[k]), []).append(k)
+    ordered = [(not glob, stages[(lv, glob)]) for lv, glob in sorted(stages)]
+    skipped = [f"{k.to_user_string()} (needs {blocked[k].to_user_string()}, not materialized)" for k in sorted(blocked)]
+    return ordered, skipped
+
+
 def run_demo(
     first: dt.date, last: dt.date, defs: dg.Definitions | None = None, log_level: str = "INFO"
 ) -> DemoSummary:
@@ -53,22 +101,27 @@ def run_demo(
     from b3quant_assets.defs.shared.partitions import trading_day_partitions
     from b3quant_assets.defs.shared.resources import default_duckdb_path
 
-    part, glob = partitioned_and_global_assets(defs)
     instance = dg.DagsterInstance.get()
+    stages, skipped = demo_stages(defs, instance)
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()}
     quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    run = dict(instance=instance, run_config=quiet, raise_on_error=False)
-    res = job.execute_in_process(asset_selection=part, tags=tags, **run)
-    results = [res]
-    if res.success and glob:
-        from b3quant_assets.defs.models.assets import ALL_MODEL_ASSETS, training_config_for
+    from b3quant_assets.defs.models.assets import ALL_MODEL_ASSETS, training_config_for
 
-        sessions = len(trading_day_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(str(first), str(last))))
-        cfg = training_config_for(sessions)
-        ops = {m: {"config": cfg} for m in ALL_MODEL_ASSETS}
-        run["run_config"] = {**quiet, "ops": ops}
-        results.append(job.execute_in_process(asset_selection=glob, **run))
+    sessions = len(trading_day_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(str(first), str(last))))
+    cfg = training_config_for(sessions)
+    results = []
+    for partitioned, keys in stages:
+        names = {k.to_user_string() for k in keys}
+        ops = {m: {"config": cfg} for m in ALL_MODEL_ASSETS if m in names}
+        run_config = {**quiet, "ops": ops} if ops else quiet
+        res = job.execute_in_process(
+            asset_selection=keys, tags=tags if partitioned else None, instance=instance, run_config=run_config,
+            raise_on_error=False,
+        )
+        results.append(res)
+        if not res.success:
+            break
     ok = all(r.success for r in results)
     checks, failures = [], []
     for r in results:
@@ -88,4 +141,9 @@ def run_demo(
         meta = event.asset_materialization.metadata
         promotion = f"{meta['reason'].value} (tag {meta['tag'].value})"
     ok = ok and all(c[2] for c in checks)
-    return DemoSummary(ok, db, results[0].run_id, tables, checks, failures, promotion)
+    reports = []
+    if any(k.to_user_string() == "backtest_summary" for _, ks in stages for k in ks):
+        from b3quant_assets.defs.backtests.assets import report_dir
+
+        reports = sorted(str(p) for p in report_dir().glob("*.png"))
+    return DemoSummary(ok, db, results[0].run_id, tables, checks, failures, promotion, skipped, reports)
