@@ -20,7 +20,7 @@ from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 
 with bentoml.importing():
     from b3quant_models.calendar import DAYS_PER_YEAR, business_days
-    from b3quant_models.features.day_context import DayContext, load_day_context
+    from b3quant_models.features.day_context import STRIKE_TOL, DayContext, load_day_context
     from b3quant_models.models import promotion
     from b3quant_models.pricing import IVReason, greeks, implied_vol_with_reason
     from bento import forecast, http
@@ -89,7 +89,7 @@ def check_tickers(ctx: forecast.DayContext, contracts: list[ForecastRow]) -> Non
             r = hist.iloc[int(pos[-1])]
             s = (str(r["underlying_ticker"]), str(r["option_type"]), float(r["strike"]),
                  pd.Timestamp(r["expiry"]).date())
-        if s[0] != c.underlying or s[1] != c.option_type or abs(s[2] - c.strike) >= forecast.STRIKE_TOL \
+        if s[0] != c.underlying or s[1] != c.option_type or abs(s[2] - c.strike) >= STRIKE_TOL \
                 or s[3] != c.expiry:
             raise Unprocessable(
                 f"contracts[{i}].ticker: {c.ticker} is the stored series {s[0]} {s[1]} strike {s[2]:g} expiry {s[3]}, "
@@ -286,7 +286,7 @@ class B3QuantService:
         except StoreUnavailable as e:
             raise ServiceUnavailable(str(e)) from e
         check_tickers(ctx, contracts)
-        tickers = ctx.match_tickers(contracts)
+        tickers = ctx.match_tickers(forecast.contract_frame(contracts))
         seen: set[str] = set()
         for i, t in enumerate(tickers):
             if t in seen:

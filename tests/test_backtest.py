@@ -14,8 +14,8 @@ from b3quant_models.backtest.metrics import break_even_multiple, max_drawdown, s
 from b3quant_models.backtest.strategies import Strategy, model_signal, standard_strategies
 from b3quant_models.calendar import business_days
 from b3quant_models.features import build_targets
-from b3quant_models.features.synthetic import toy_market
 from b3quant_models.pricing import bs_price, greeks
+from b3quant_models.testing.features import toy_market
 
 R = 0.1
 EXPIRY = "2025-03-21"  # third Friday of March 2025: a B3 monthly expiry

@@ -20,8 +20,8 @@ from b3quant_assets.defs.models.resources import MlflowTracking
 from b3quant_assets.defs.shared.partitions import trading_day_partitions
 from b3quant_assets.defs.shared.resources import duckdb_io_manager
 from b3quant_models.features import build_targets
-from b3quant_models.features.synthetic import toy_market
 from b3quant_models.models.tracking import local_tracking_uri
+from b3quant_models.testing.features import toy_market
 
 UPSTREAM = [
     dg.AssetSpec("option_iv", partitions_def=trading_day_partitions, metadata={"partition_expr": "trade_date"}),

@@ -7,7 +7,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from b3quant_models.features.synthetic import toy_market  # noqa: E402
 from b3quant_models.models.deep import (  # noqa: E402
     GRID_MODELS,
     FitConfig,
@@ -15,6 +14,7 @@ from b3quant_models.models.deep import (  # noqa: E402
     build_grid_sequences,
 )
 from b3quant_models.models.deep.arbitrage import count_violations  # noqa: E402
+from b3quant_models.testing.features import toy_market  # noqa: E402
 
 LOOKBACK = 5
 

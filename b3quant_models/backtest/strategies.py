@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtri
 
 PREDICTION_COLUMNS = ["model", "split", "trade_date", "target_date", "ticker", "underlying_ticker", "iv", "iv_next",
                       "forecast"]  # fmt: skip
@@ -73,6 +72,8 @@ def random_signal(split: str = "test", seed: int = 0, scale: float = 0.02) -> Ca
         u = universe(predictions, split)
         key = pd.DataFrame({"d": u["trade_date"].astype("int64"), "t": u["ticker"].astype(str), "s": seed})
         h = pd.util.hash_pandas_object(key, index=False).to_numpy()
+        from scipy.special import ndtri  # scipy is heavy to import; only the random strategy needs it
+
         z = ndtri((h >> np.uint64(11)).astype(np.float64) / float(2**53) * (1 - 2e-12) + 1e-12)
         return u.assign(forecast=u["iv"] + scale * z)[["trade_date", "ticker", "forecast"]]
 
