@@ -282,7 +282,7 @@ def test_csv_wins_over_sgs_json_on_shared_days_and_both_cover_the_rest(tmp_path)
 
 def test_an_sgs_file_whose_name_gives_no_series_is_refused(tmp_path):
     (tmp_path / "cdi.json").write_text("[]")
-    with pytest.raises(RateSourceError, match="cdi_sgs<series>.json"):
+    with pytest.raises(RateSourceError, match=r"cdi_sgs<series>\.json"):
         read_sgs_file(tmp_path / "cdi.json")
     with pytest.raises(RateSourceError, match="no rates file"):
         read_landing_rates(tmp_path)
