@@ -98,6 +98,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "B3_BASE_URL",
     "RATES_FILE_NAME",
+    "RATES_FILE_NAMES",
     "SGS_BASE_URL",
     "SGS_CDI_ANNUAL_252",
     "SGS_CDI_DAILY",
@@ -124,6 +125,8 @@ __all__ = [
     "find_yearly_landing_file",
     "rate_for_day",
     "rates_for_days",
+    "read_landing_rates",
     "read_rates_file",
+    "read_sgs_file",
     "write_rates_file",
 ]
