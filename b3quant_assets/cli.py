@@ -2,6 +2,7 @@
 
 Subcommands:
   demo           generate the sample market (if absent) and materialize every asset over it
+  run            materialize every trading-day partitioned asset (optionally the models) for real sessions
   sample-market  write the simulated COTAHIST files, CDI rates and ground truth to a folder
   read           read one COTAHIST file (.TXT/.ZIP) and print a summary and its quarantine
   load           append a COTAHIST file (e.g. a 1 GB yearly one) to a DuckDB table, streamed
@@ -35,13 +36,14 @@ def _progress(label: str):
     return report
 
 
-def _set_env(data_dir: str | None) -> Path:
+def _set_env(data_dir: str | None, offline: bool = True) -> Path:
     """Point every component at one data folder and the project's Dagster instance."""
     if data_dir:
         os.environ["B3Q_DATA_DIR"] = str(Path(data_dir).resolve())
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home()))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("B3Q_OFFLINE", "1")  # the demo never touches the network
+    if offline:
+        os.environ["B3Q_OFFLINE"] = "1"  # the demo (and `run --offline`) never touches the network
     # The model store promotion writes to is the one `bentoml serve` reads with this BENTOML_HOME.
     os.environ.setdefault("BENTOML_HOME", str(settings.bentoml_home()))
     return settings.data_dir()
@@ -100,6 +102,56 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_summary(summary, data: Path) -> None:
+    print(summary.render())
+    if summary.promotion:
+        print(f"\npromotion: {summary.promotion}")
+    print(f"\nDuckDB: {summary.database}")
+    print(
+        f"Browse it:  DAGSTER_HOME={os.environ['DAGSTER_HOME']} B3Q_DATA_DIR={data} B3Q_OFFLINE=1 "
+        "uv run dagster dev   (http://127.0.0.1:3000)"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Real sessions from the landing folder (B3's files downloaded for missing days unless offline)."""
+    data = _set_env(args.data_dir, offline=args.offline)
+    from b3quant_assets.defs.shared.partitions import trading_day_partitions
+    from b3quant_assets.defs.shared.resources import default_landing_dir, offline
+    from b3quant_models.calendar import sessions
+    from b3quant_models.sources.cotahist_download import find_landing_file
+    from b3quant_models.sources.rates import RATES_FILE_NAMES, landing_rates_files
+
+    start = dt.date.fromisoformat(args.start)
+    end = dt.date.fromisoformat(args.end or args.start)
+    keys = set(trading_day_partitions.get_partition_keys())
+    days = [d for d in sessions(start, end) if str(d) in keys]
+    if not days:
+        raise SystemExit(f"no B3 session between {start} and {end}")
+    landing = Path(default_landing_dir())
+    missing = [d for d in days if find_landing_file(landing, d) is None]
+    if offline():
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
+            raise SystemExit(
+                f"offline and {len(missing)} of {len(days)} sessions have no COTAHIST file in {landing}: {shown}. "
+                "Copy B3's COTAHIST_DddmmYYYY.TXT/.ZIP there, or run without --offline to download them."
+            )
+        if not landing_rates_files(landing):
+            raise SystemExit(f"offline and no rates file in {landing}: add one of {', '.join(RATES_FILE_NAMES)}")
+    t0 = time.perf_counter()
+    what = "every partitioned asset" + (" and the models" if args.models else "")
+    print(f"[1/1] materializing {what} for {len(days)} sessions {days[0]}..{days[-1]} from {landing}")
+    if missing:
+        print(f"      {len(missing)} session(s) not in the landing folder will be downloaded from B3")
+    from b3quant_assets.demo import run_demo
+
+    summary = run_demo(days[0], days[-1], log_level=args.log_level, models=args.models)
+    _print_summary(summary, data)
+    print(f"done in {time.perf_counter() - t0:.0f} s")
+    return 0 if summary.ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     data = _set_env(args.data_dir)
     from b3quant_models.sample_market import SampleMarketManifest, generate_sample_market, is_generated
@@ -125,14 +177,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     print(f"[2/2] materializing every asset for {first}..{last} ({manifest.n_sessions} trading days)")
     summary = run_demo(first, last)
-    print(summary.render())
-    if summary.promotion:
-        print(f"\npromotion: {summary.promotion}")
-    print(f"\ndone in {time.perf_counter() - t0:.0f} s. DuckDB: {summary.database}")
-    print(
-        f"Browse it:  DAGSTER_HOME={os.environ['DAGSTER_HOME']} B3Q_DATA_DIR={data} B3Q_OFFLINE=1 "
-        "uv run dagster dev   (http://127.0.0.1:3000)"
-    )
+    _print_summary(summary, data)
+    print(f"done in {time.perf_counter() - t0:.0f} s")
     print(
         f"Serve it:   BENTOML_HOME={os.environ['BENTOML_HOME']} B3Q_DUCKDB_PATH={summary.database} "
         "uv run bentoml serve bento.service:B3QuantService --host 127.0.0.1 --port 3001   (http://127.0.0.1:3001/docs)"
@@ -155,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", default=None, help="data folder (default $B3Q_DATA_DIR or ./data)")
     d.add_argument("--fresh", action="store_true", help="regenerate the sample market even if present")
     d.set_defaults(func=cmd_demo)
+
+    ru = sub.add_parser(
+        "run",
+        help="materialize every trading-day partitioned asset for real sessions (landing folder, else B3)",
+        description="Ingest B3 sessions from the landing folder ($B3Q_LANDING_DIR, default $B3Q_DATA_DIR/landing), "
+        "downloading missing days from B3 unless --offline, and compute IVs, surfaces, grid and features; "
+        "--models also trains and compares the models over every stored session.",
+    )
+    ru.add_argument("--start", required=True, help="first session, YYYY-MM-DD")
+    ru.add_argument("--end", default=None, help="last session, YYYY-MM-DD (default: --start)")
+    ru.add_argument("--models", action="store_true", help="also train, compare and promote the models")
+    ru.add_argument("--offline", action="store_true", help="never download: every file must be in the landing folder")
+    ru.add_argument("--data-dir", default=None, help="data folder (default $B3Q_DATA_DIR or ./data)")
+    ru.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO: one line per step)")
+    ru.set_defaults(func=cmd_run)
 
     s = sub.add_parser("sample-market", help="write the simulated B3 market to a folder")
     market_opts(s, 250)

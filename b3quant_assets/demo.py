@@ -92,8 +92,14 @@ def demo_stages(defs: dg.Definitions, instance: dg.DagsterInstance | None = None
 
 
 def run_demo(
-    first: dt.date, last: dt.date, defs: dg.Definitions | None = None, log_level: str = "INFO"
+    first: dt.date,
+    last: dt.date,
+    defs: dg.Definitions | None = None,
+    log_level: str = "INFO",
+    models: bool = True,
 ) -> DemoSummary:
+    """Materialize every asset over ``first..last`` stage by stage (see :func:`demo_stages`); with
+    ``models=False`` only the partitioned stages before the first unpartitioned (model) one."""
     if defs is None:
         from b3quant_assets.definitions import defs as loaded
 
@@ -112,6 +118,8 @@ def run_demo(
     cfg = training_config_for(sessions)
     results = []
     for partitioned, keys in stages:
+        if not models and not partitioned:
+            break  # without the models: the partitioned assets that need none of them
         names = {k.to_user_string() for k in keys}
         ops = {m: {"config": cfg} for m in ALL_MODEL_ASSETS if m in names}
         run_config = {**quiet, "ops": ops} if ops else quiet

@@ -6,7 +6,10 @@ r = ln(1 + CDI_252), strike = that day's PREEXE. The close is an unsynchronized 
 bid/ask mid is preferred when both sides exist, the spread is tight and the mid gives a valid IV.
 
 Every row keeps a reason: ``ok`` or why no usable IV exists (index option, no underlying quote,
-expires today, no price, min-tick price, or the solver's own reason such as below_intrinsic).
+expires today, no price, min-tick price, the solver's own reason such as below_intrinsic, or an IV
+the price does not pin: ``iv_not_pinned`` when one price tick moves it by more than
+``MAX_IV_MOVE_PER_TICK``, ``iv_above_max`` above ``MAX_TRUSTED_IV``). ``iv_close`` and ``iv_mid`` keep
+what each price implies, however extreme; only ``iv`` (and the Greeks) are trusted values.
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ MIN_SURFACE_BDAYS = 5  # shorter series are priced but kept out of surface fits 
 MAX_SURFACE_ABS_K = 0.5
 MAX_TIGHT_SPREAD_TICKS = 2  # a spread of up to 2 ticks, or
 MAX_TIGHT_SPREAD_REL = 0.2  # up to 20% of the mid, counts as tight
+# A premium is known to one tick: an IV that a one-tick change of premium moves by more than 10 vol
+# points (tick / vega > 0.10) is set by rounding and by the close's asynchrony, not by the market.
+MAX_IV_MOVE_PER_TICK = 0.10
+# Above 500% a listed equity option's IV says nothing a surface or a model can use (real cases:
+# deep in-the-money closes one day before expiry, stocks under R$1); the check bound of `iv`.
+MAX_TRUSTED_IV = 5.0
 
 OPTION_IV_COLUMNS = [
     "trade_date", "ticker", "underlying_isin", "underlying_ticker", "option_type", "strike", "expiry",
@@ -51,6 +60,7 @@ def compute_option_iv(options: pd.DataFrame, underlyings: pd.DataFrame, rates: p
     """
     spot = underlyings[["trade_date", "isin", "close"]].rename(columns={"isin": "underlying_isin", "close": "spot"})
     df = options.merge(spot, on=["trade_date", "underlying_isin"], how="left")
+    df["spot"] = df["spot"].where(df["spot"] > 0)  # a zero close (untraded row) is no level at all
     rr = rates[["trade_date", "r_cont"]].rename(columns={"r_cont": "r"})
     rr = rr.assign(trade_date=pd.to_datetime(rr["trade_date"]))
     if rr["trade_date"].duplicated().any():
@@ -90,10 +100,17 @@ def compute_option_iv(options: pd.DataFrame, underlyings: pd.DataFrame, rates: p
     reason[use_mid | use_close] = "ok"
     quoted = np.where(np.isfinite(mid), mid, close)
     used = np.where(use_mid, mid, np.where(use_close, close, quoted))  # the price behind the IV
+    iv_used = df["iv"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vega_used = greeks(s, k_, t, r, iv_used, is_call)["vega"]
+        move_per_tick = MIN_TICK / vega_used
+    trusted_so_far = reason == "ok"
+    reason[trusted_so_far & ~(move_per_tick <= MAX_IV_MOVE_PER_TICK)] = "iv_not_pinned"
+    reason[trusted_so_far & (iv_used > MAX_TRUSTED_IV)] = "iv_above_max"
     reason[used <= MIN_TICK + 1e-12] = "min_tick_price"  # a 0.01 premium pins no volatility
     reason[~np.isfinite(quoted)] = "no_price"
     reason[df["bdays"].to_numpy() <= 0] = "expires_today"
-    reason[df["spot"].isna().to_numpy()] = "no_underlying_quote"
+    reason[~(df["spot"].to_numpy(float) > 0)] = "no_underlying_quote"  # no cash row, or no positive close
     reason[df["is_index_option"].to_numpy(bool)] = "index_option"
     df["iv_reason"] = reason
     bad = reason != "ok"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pandera.pandas as pa
 from pandera.pandas import Check, Column
 
+from .option_iv import MAX_TRUSTED_IV
+
 _PRICE = Check.ge(0)
 _NONNEG = Check.ge(0)
 
@@ -170,9 +172,11 @@ OPTION_IV = pa.DataFrameSchema(
         "k": Column(float, nullable=True),
         "price_close": Column(float, Check.gt(0), nullable=True),
         "price_mid": Column(float, Check.gt(0), nullable=True),
-        "iv_close": Column(float, Check.in_range(0, 20), nullable=True),
-        "iv_mid": Column(float, Check.in_range(0, 20), nullable=True),
-        "iv": Column(float, Check.in_range(0, 20), nullable=True),
+        # What each price implies, however extreme (the solver has no upper bound): diagnostics only.
+        "iv_close": Column(float, Check.ge(0), nullable=True),
+        "iv_mid": Column(float, Check.ge(0), nullable=True),
+        # The trusted IV: an extreme or unpinned one gets a reason instead (option_iv.MAX_TRUSTED_IV).
+        "iv": Column(float, Check.in_range(0, MAX_TRUSTED_IV, include_min=False), nullable=True),
         "iv_source": Column(str, Check.isin(["mid", "close"]), nullable=True),
         "iv_reason": Column(str),
         "delta": Column(float, Check.in_range(-1, 1), nullable=True),

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from b3quant_models.option_iv import compute_option_iv
+from b3quant_models.option_iv import MAX_IV_MOVE_PER_TICK, MAX_TRUSTED_IV, MIN_TICK, compute_option_iv
+from b3quant_models.schemas import OPTION_IV
 from b3quant_models.sources.rates import cdi_to_continuous
 
 DAY = pd.Timestamp("2025-03-10")
@@ -42,3 +43,49 @@ def test_duplicate_rates_for_a_day_raise() -> None:
     opt, und, rates = _tables(close=0.30, bid=0.20, ask=0.22)
     with pytest.raises(ValueError, match="more than one rate"):
         compute_option_iv(opt, und, pd.concat([rates, rates]))
+
+
+def _deep_itm_penny(close: float, spot: float, strike: float, expiry: str):
+    opt, und, rates = _tables(close=close, bid=0.0, ask=0.0)
+    opt = opt.assign(strike=[strike], expiry=[pd.Timestamp(expiry)])
+    return opt, und.assign(close=[spot]), rates
+
+
+def test_an_iv_one_tick_cannot_pin_gets_a_reason_and_keeps_its_raw_value() -> None:
+    # Real case (2026): a call on a stock under R$1, deep in the money, one session left: the close
+    # implies thousands of percent, and one tick of premium moves that by tens of vol points.
+    opt, und, rates = _deep_itm_penny(close=0.56, spot=0.85, strike=0.30, expiry="2025-03-11")
+    row = compute_option_iv(opt, und, rates).iloc[0]
+    assert row["iv_reason"] in ("iv_not_pinned", "iv_above_max")
+    assert np.isnan(row["iv"]) and np.isnan(row["vega"]) and not row["surface_eligible"]
+    assert row["iv_close"] > MAX_TRUSTED_IV  # what the close implies is kept, for the record
+    OPTION_IV.validate(compute_option_iv(opt, und, rates))  # the day's table passes its blocking check
+
+
+def test_a_low_premium_on_a_penny_stock_is_not_pinned() -> None:
+    # At-the-money on a R$0.30 stock: vega ~0.02, so one tick (0.01) moves the IV by ~50 vol points.
+    opt, und, rates = _deep_itm_penny(close=0.02, spot=0.30, strike=0.30, expiry="2025-03-21")
+    row = compute_option_iv(opt, und, rates).iloc[0]
+    assert row["iv_reason"] == "iv_not_pinned"
+    assert MIN_TICK / vega_at(row) > MAX_IV_MOVE_PER_TICK
+
+
+def test_an_ordinary_quote_is_pinned() -> None:
+    row = compute_option_iv(*_tables(close=0.30, bid=0.20, ask=0.22)).iloc[0]
+    assert row["iv_reason"] == "ok" and MIN_TICK / row["vega"] < MAX_IV_MOVE_PER_TICK
+
+
+def test_a_zero_spot_is_no_underlying_quote() -> None:
+    opt, und, rates = _tables(close=0.30, bid=0.20, ask=0.22)
+    df = compute_option_iv(opt, und.assign(close=[0.0]), rates)
+    assert df["iv_reason"].iat[0] == "no_underlying_quote" and np.isnan(df["spot"].iat[0])
+    OPTION_IV.validate(df)
+
+
+def vega_at(row: pd.Series) -> float:
+    """The vega at the IV the chosen price implies (the row's own vega is blanked with its IV)."""
+    from b3quant_models.pricing import greeks
+
+    iv = row["iv_close"]
+    g = greeks(*(np.array([row[c]]) for c in ("spot", "strike", "t", "r")), np.array([iv]), np.array([True]))
+    return float(g["vega"][0])

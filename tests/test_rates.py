@@ -25,7 +25,9 @@ from b3quant_models.sources.rates import (
     parse_sgs_json,
     rate_for_day,
     rates_for_days,
+    read_landing_rates,
     read_rates_file,
+    read_sgs_file,
     write_rates_file,
 )
 from b3quant_models.testing.http import CannedResponse, LoopbackServer, block_non_loopback
@@ -254,3 +256,44 @@ def test_conversions_are_vectorised():
 def test_sgs_series_constants():
     assert SGS_CDI_ANNUAL_252 == 4389
     assert SGS_CDI_DAILY == 12
+
+
+# -------------------------------------------------------------------------------- SGS JSON landing files
+
+
+def test_sgs_json_landing_file_with_bom_is_read_by_series_in_its_name(tmp_path, sgs):
+    # What the SGS API returns for series 12 (daily %), saved with a BOM as some tools do.
+    text = '[{"data": "04/01/2016", "valor": "0.052531"}, {"data": "05/01/2016", "valor": "0,052531"}]'
+    (tmp_path / "cdi_sgs12.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    src = RateSource(tmp_path, offline=True, base_url=sgs.base_url)
+    r = src.rate_for_day("2016-01-05")
+    assert r.cdi_annual == pytest.approx((1 + 0.052531 / 100) ** 252 - 1, rel=1e-12)
+    assert "cdi_sgs12.json" in r.source and sgs.requests == []
+
+
+def test_csv_wins_over_sgs_json_on_shared_days_and_both_cover_the_rest(tmp_path):
+    _write_csv(tmp_path / "cdi.csv", "date,cdi_annual_pct\n2016-01-04,14.13\n")
+    (tmp_path / "cdi_sgs4389.json").write_text(
+        '[{"data": "04/01/2016", "valor": "14.00"}, {"data": "05/01/2016", "valor": "14.14"}]'
+    )
+    rates = read_landing_rates(tmp_path)
+    assert rates["cdi_annual"].tolist() == pytest.approx([0.1413, 0.1414])
+
+
+def test_an_sgs_file_whose_name_gives_no_series_is_refused(tmp_path):
+    (tmp_path / "cdi.json").write_text("[]")
+    with pytest.raises(RateSourceError, match=r"cdi_sgs<series>\.json"):
+        read_sgs_file(tmp_path / "cdi.json")
+    with pytest.raises(RateSourceError, match="no rates file"):
+        read_landing_rates(tmp_path)
+
+
+def test_real_sgs12_file_gives_the_cdi_of_2026(tmp_path):
+    from conftest import REAL_B3_DIR
+
+    path = REAL_B3_DIR / "cdi_sgs12.json"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    rates = read_sgs_file(path)
+    r = rate_for_day(rates, "2026-02-25")
+    assert 0.14 < r.cdi_annual < 0.16  # CDI about 14.9% a year in early 2026

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     )
     from .rates import (
         RATES_FILE_NAME,
+        RATES_FILE_NAMES,
         SGS_BASE_URL,
         SGS_CDI_ANNUAL_252,
         SGS_CDI_DAILY,
@@ -41,7 +42,9 @@ if TYPE_CHECKING:
         fetch_cdi_sgs,
         rate_for_day,
         rates_for_days,
+        read_landing_rates,
         read_rates_file,
+        read_sgs_file,
         write_rates_file,
     )
 
@@ -62,6 +65,7 @@ _LAZY = {
     "find_landing_file": "cotahist_download",
     "find_yearly_landing_file": "cotahist_download",
     "RATES_FILE_NAME": "rates",
+    "RATES_FILE_NAMES": "rates",
     "SGS_BASE_URL": "rates",
     "SGS_CDI_ANNUAL_252": "rates",
     "SGS_CDI_DAILY": "rates",
@@ -76,7 +80,9 @@ _LAZY = {
     "fetch_cdi_sgs": "rates",
     "rate_for_day": "rates",
     "rates_for_days": "rates",
+    "read_landing_rates": "rates",
     "read_rates_file": "rates",
+    "read_sgs_file": "rates",
     "write_rates_file": "rates",
 }
 
@@ -92,6 +98,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "B3_BASE_URL",
     "RATES_FILE_NAME",
+    "RATES_FILE_NAMES",
     "SGS_BASE_URL",
     "SGS_CDI_ANNUAL_252",
     "SGS_CDI_DAILY",
@@ -118,6 +125,8 @@ __all__ = [
     "find_yearly_landing_file",
     "rate_for_day",
     "rates_for_days",
+    "read_landing_rates",
     "read_rates_file",
+    "read_sgs_file",
     "write_rates_file",
 ]

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 B3_BASE_URL: str = b3quant_config.B3_BASE_URL
 LANDING_SUFFIXES = (".TXT", ".ZIP")  # preference order when both are present
+# B3 also delivers ZIPs named ``COTAHIST_DddmmYYYY.TXT.zip`` (the member's name + .zip): a ZIP too.
 TMP_PREFIX = ".cotahist-tmp-"  # hidden work folder inside the landing dir (same filesystem → atomic rename)
 
 LandAs = Literal["zip", "txt"]
@@ -159,8 +160,10 @@ def _find_stem(landing_dir: str | Path, stem: str) -> Path | None:
         return None
     found: dict[str, Path] = {}
     for p in sorted(landing.iterdir()):
-        suffix = p.suffix.upper()
-        if p.is_file() and suffix in LANDING_SUFFIXES and p.stem.upper() == stem.upper():
+        suffix, name_stem = p.suffix.upper(), p.stem.upper()
+        if suffix == ".ZIP" and name_stem.endswith(".TXT"):
+            name_stem = name_stem[: -len(".TXT")]
+        if p.is_file() and suffix in LANDING_SUFFIXES and name_stem == stem.upper():
             found.setdefault(suffix, p)
     return next((found[s] for s in LANDING_SUFFIXES if s in found), None)
 

@@ -10,8 +10,11 @@ Sources
 * Online: BCB SGS series **4389** ("Taxa de juros - CDI anualizada base 252", % a.a., one value per
   business day) fetched through python-bcb. Series **12** ("Taxa de juros - CDI", % per day) is also
   accepted and compounded to the annual rate: ``(1 + d/100)^252 - 1``.
-* Offline: ``<landing>/cdi.csv`` with columns ``date`` (YYYY-MM-DD) and ``cdi_annual_pct`` (annual %,
-  252 basis, e.g. ``14.13``) -- the format the sample-market simulator writes.
+* Offline: landing files, looked for in this order (a day found in an earlier file wins):
+  ``<landing>/cdi.csv`` with columns ``date`` (YYYY-MM-DD) and ``cdi_annual_pct`` (annual %, 252 basis,
+  e.g. ``14.13``) -- the format the sample-market simulator writes; ``cdi_sgs4389.json`` and
+  ``cdi_sgs12.json`` -- the SGS API's own JSON answer for series 4389 / 12, saved as returned (UTF-8,
+  with or without a BOM). The series is in the file name because the JSON does not say which it is.
 
 Both normalise to a frame with ``trade_date`` (datetime64, midnight) and ``cdi_annual`` (decimal, 0.1413).
 A day without a rate is an error, never a forward-filled guess.
@@ -24,6 +27,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -43,6 +47,9 @@ SGS_SERIES = {SGS_CDI_ANNUAL_252: "annual_pct", SGS_CDI_DAILY: "daily_pct"}
 # Since 2025 the SGS API refuses daily-series queries spanning more than 10 years (HTTP 406).
 SGS_MAX_WINDOW_DAYS = 3650
 RATES_FILE_NAME = "cdi.csv"
+SGS_FILE_PATTERN = "cdi_sgs{series}.json"  # the SGS API's JSON for that series, saved as returned
+# Landing rate files in preference order: a day found in an earlier file wins over a later one.
+RATES_FILE_NAMES = (RATES_FILE_NAME, *(SGS_FILE_PATTERN.format(series=s) for s in (4389, 12)))
 RATES_FILE_COLUMNS = ("date", "cdi_annual_pct")
 RATE_COLUMNS = ("trade_date", "cdi_annual")
 
@@ -206,6 +213,49 @@ def write_rates_file(rates: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def read_sgs_file(path: str | Path, series: int | None = None) -> pd.DataFrame:
+    """Read a saved SGS JSON answer (``[{"data": "dd/mm/yyyy", "valor": "0.055131"}]``).
+
+    ``series`` defaults to the one in the name (``cdi_sgs12.json`` -> 12): series 12 is a daily %,
+    4389 an annual %, and the JSON itself does not say which. A BOM (as some tools save it) is accepted.
+    """
+    path = Path(path)
+    if series is None:
+        m = re.fullmatch(r"cdi_sgs(\d+)\.json", path.name, flags=re.IGNORECASE)
+        if not m:
+            raise RateSourceError(f"{path}: cannot tell the SGS series from the name; call it cdi_sgs<series>.json")
+        series = int(m.group(1))
+    if series not in SGS_SERIES:
+        raise RateSourceError(f"{path}: unsupported SGS series {series}; use one of {sorted(SGS_SERIES)}")
+    if not path.exists():
+        raise RateSourceError(f"rates file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RateSourceError(f"rates file {path} is not UTF-8 text: {e}") from e
+    return parse_sgs_json(text, series, source=f"SGS series {series} file {path}")
+
+
+def landing_rates_files(landing_dir: str | Path) -> list[Path]:
+    """The rate files present in ``landing_dir``, in preference order (see :data:`RATES_FILE_NAMES`)."""
+    return [p for p in (Path(landing_dir) / n for n in RATES_FILE_NAMES) if p.exists()]
+
+
+def read_landing_rates(landing_dir: str | Path) -> pd.DataFrame:
+    """Every rate file in ``landing_dir`` merged: a day in an earlier file wins over a later one."""
+    files = landing_rates_files(landing_dir)
+    if not files:
+        raise RateSourceError(
+            f"no rates file in {landing_dir}: looked for {', '.join(RATES_FILE_NAMES)} "
+            "(cdi.csv: date,cdi_annual_pct; cdi_sgs<series>.json: the SGS API's JSON)"
+        )
+    frames = [read_rates_file(p) if p.suffix.lower() == ".csv" else read_sgs_file(p) for p in files]
+    if len(frames) == 1:
+        return frames[0]
+    df = pd.concat(frames, ignore_index=True).drop_duplicates("trade_date", keep="first")
+    return _normalise(df["trade_date"], df["cdi_annual"], " + ".join(_source_of(f) for f in frames))
+
+
 # --------------------------------------------------------------------------------------------------
 # SGS (Central Bank) through python-bcb
 
@@ -328,7 +378,11 @@ def fetch_cdi_sgs(
 
 
 class RateSource:
-    """CDI rates from the landing folder's ``cdi.csv`` (offline) or from the BCB SGS API (online)."""
+    """CDI rates from the landing folder's rate files (offline) or from the BCB SGS API (online).
+
+    Offline, ``file_name=None`` (default) reads every file of :data:`RATES_FILE_NAMES` present;
+    a name reads that one file only.
+    """
 
     def __init__(
         self,
@@ -338,10 +392,10 @@ class RateSource:
         base_url: str = SGS_BASE_URL,
         series: int = SGS_CDI_ANNUAL_252,
         timeout: float = 30.0,
-        file_name: str = RATES_FILE_NAME,
+        file_name: str | None = None,
     ):
         if offline and landing_dir is None:
-            raise ValueError("offline mode needs a landing_dir holding " + file_name)
+            raise ValueError("offline mode needs a landing_dir holding " + (file_name or " or ".join(RATES_FILE_NAMES)))
         self.landing_dir = Path(landing_dir) if landing_dir is not None else None
         self.offline = offline
         self.base_url = base_url
@@ -351,14 +405,25 @@ class RateSource:
 
     @property
     def rates_file(self) -> Path | None:
-        return self.landing_dir / self.file_name if self.landing_dir is not None else None
+        """The file read offline: the named one, else the first present (``cdi.csv`` if none is)."""
+        if self.landing_dir is None:
+            return None
+        if self.file_name:
+            return self.landing_dir / self.file_name
+        found = landing_rates_files(self.landing_dir)
+        return found[0] if found else self.landing_dir / RATES_FILE_NAME
 
     def rates(self, start: DayLike, end: DayLike) -> pd.DataFrame:
         """Normalised rates for ``[start, end]`` (not guaranteed complete: look days up with
         :func:`rate_for_day` / :func:`rates_for_days`, which fail on gaps)."""
         if self.offline:
-            assert self.rates_file is not None
-            df = read_rates_file(self.rates_file)
+            assert self.landing_dir is not None
+            if self.file_name is None:
+                df = read_landing_rates(self.landing_dir)
+            elif self.file_name.lower().endswith(".json"):
+                df = read_sgs_file(self.landing_dir / self.file_name)
+            else:
+                df = read_rates_file(self.landing_dir / self.file_name)
         else:
             df = fetch_cdi_sgs(start, end, series=self.series, base_url=self.base_url, timeout=self.timeout)
         a, b = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
@@ -372,6 +437,7 @@ class RateSource:
 
 __all__ = [
     "RATES_FILE_NAME",
+    "RATES_FILE_NAMES",
     "SGS_BASE_URL",
     "SGS_CDI_ANNUAL_252",
     "SGS_CDI_DAILY",
@@ -384,9 +450,12 @@ __all__ = [
     "continuous_to_cdi",
     "di_discount_factor",
     "fetch_cdi_sgs",
+    "landing_rates_files",
     "parse_sgs_json",
     "rate_for_day",
     "rates_for_days",
+    "read_landing_rates",
     "read_rates_file",
+    "read_sgs_file",
     "write_rates_file",
 ]

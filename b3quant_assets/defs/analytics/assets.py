@@ -6,7 +6,13 @@ import pandas as pd
 from b3quant_models import schemas
 from b3quant_models.sources.rates import rates_for_days
 
-from ..shared.checks import pandera_check_result, pandera_check_spec, table_preview
+from ..shared.checks import (
+    days_complete_result,
+    days_complete_spec,
+    pandera_check_result,
+    pandera_check_spec,
+    table_preview,
+)
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from .resources import RatesSource
 
@@ -42,7 +48,10 @@ def risk_free_rate(context: dg.AssetExecutionContext, rates_source: RatesSource)
     partitions_def=trading_day_partitions,
     backfill_policy=single_run_backfill,
     metadata={"partition_expr": "trade_date"},
-    check_specs=[pandera_check_spec("option_iv")],
+    check_specs=[
+        pandera_check_spec("option_iv"),
+        days_complete_spec("option_iv", "every_day_has_valid_ivs", "options with a valid IV"),
+    ],
     group_name=GROUP,
     compute_kind="numba",
 )
@@ -66,9 +75,13 @@ def option_iv(
         metadata={
             "valid_iv_share": float(valid.mean()) if len(df) else 0.0,
             "valid_iv_rows": int(valid.sum()),
+            "days_without_valid_iv": int(len(partition_days(context)) - df.loc[valid, "trade_date"].nunique()),
             "surface_eligible_rows": int(df["surface_eligible"].sum()),
             "reasons": dg.MetadataValue.md(reasons.to_markdown(index=False)),
             "preview": table_preview(df[valid]),
         },
     )
     yield pandera_check_result("option_iv", schemas.OPTION_IV, df)
+    counts = df[valid].groupby("trade_date").size()
+    days = partition_days(context)
+    yield days_complete_result("option_iv", "every_day_has_valid_ivs", days, counts, "valid IVs", context)

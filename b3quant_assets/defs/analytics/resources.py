@@ -1,4 +1,4 @@
-"""Risk-free rate source: the landing folder's ``cdi.csv`` (offline default) or the Central Bank."""
+"""Risk-free rate source: the landing folder's rate files (offline default) or the Central Bank."""
 
 from pathlib import Path
 from typing import Literal
@@ -6,7 +6,7 @@ from typing import Literal
 import dagster as dg
 import pandas as pd
 
-from b3quant_models.sources.rates import RATES_FILE_NAME, SGS_BASE_URL, SGS_CDI_ANNUAL_252, RateSource
+from b3quant_models.sources.rates import SGS_BASE_URL, SGS_CDI_ANNUAL_252, RateSource, landing_rates_files
 
 from ..shared.resources import default_landing_dir, offline
 
@@ -15,9 +15,10 @@ class RatesSource(dg.ConfigurableResource):
     """CDI rates for trading days.
 
     ``mode="bcb"`` queries the Central Bank's SGS series (``series``, default 4389: CDI annualized,
-    252-day basis) at ``base_url``; ``mode="file"`` reads ``cdi.csv`` (date, cdi_annual_pct) from the
-    landing folder — the sample market writes it. ``"auto"`` (default) uses the file when the landing
-    folder has one or ``B3Q_OFFLINE=1``, else the Central Bank.
+    252-day basis) at ``base_url``; ``mode="file"`` reads the landing folder's ``cdi.csv`` (date,
+    cdi_annual_pct; the sample market writes it) and/or ``cdi_sgs12.json`` / ``cdi_sgs4389.json`` (the
+    SGS API's JSON for that series, saved as returned). ``"auto"`` (default) uses the files when the
+    landing folder has one or ``B3Q_OFFLINE=1``, else the Central Bank.
     """
 
     mode: Literal["auto", "file", "bcb"] = "auto"
@@ -31,7 +32,7 @@ class RatesSource(dg.ConfigurableResource):
     def use_file(self) -> bool:
         if self.mode != "auto":
             return self.mode == "file"
-        return offline() or (self.landing() / RATES_FILE_NAME).exists()
+        return offline() or bool(landing_rates_files(self.landing()))
 
     def rates(self, start, end) -> pd.DataFrame:
         src = RateSource(self.landing(), offline=self.use_file(), base_url=self.base_url, series=self.series)

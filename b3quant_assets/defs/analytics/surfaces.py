@@ -5,8 +5,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ..shared.checks import png_markdown
-from ..shared.partitions import single_run_backfill, trading_day_partitions
+from ..shared.checks import days_complete_result, days_complete_spec, png_markdown
+from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from ..shared.resources import data_dir
 from .assets import GROUP
 
@@ -45,6 +45,7 @@ def _by_day(df: pd.DataFrame):
         dg.AssetCheckSpec(
             "no_calendar_arbitrage", asset="iv_surface", description="total variance non-decreasing in maturity"
         ),
+        days_complete_spec("iv_surface", "every_day_has_fitted_slices", "fitted surface slices"),
     ],
     group_name=GROUP,
     compute_kind="scipy",
@@ -73,6 +74,10 @@ def iv_surface(context: dg.AssetExecutionContext, option_iv: pd.DataFrame):
         },
     )
     yield dg.Output(v, output_name="surface_arbitrage", metadata={"findings": len(v)})
+    counts = fitted.groupby("trade_date").size() if len(fitted) else pd.Series(dtype=int)
+    yield days_complete_result(
+        "iv_surface", "every_day_has_fitted_slices", partition_days(context), counts, "fitted slices", context
+    )
     checks = (("no_butterfly_arbitrage", butterfly_violations), ("no_calendar_arbitrage", calendar_violations))
     for name, finder in checks:
         found = _stack([finder(g[g["status"] == "ok"]).assign(trade_date=d) for d, g in _by_day(p)])

@@ -6,7 +6,13 @@ import pandas as pd
 
 from b3quant_models import schemas
 
-from ..shared.checks import pandera_check_result, pandera_check_spec, table_preview
+from ..shared.checks import (
+    days_complete_result,
+    days_complete_spec,
+    pandera_check_result,
+    pandera_check_spec,
+    table_preview,
+)
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from .resources import CotahistFiles
 
@@ -107,6 +113,7 @@ def raw_quotes(context: dg.AssetExecutionContext, cotahist_files: CotahistFiles)
         pandera_check_spec("option_quotes"),
         pandera_check_spec("underlying_quotes"),
         pandera_check_spec("quote_rejects"),
+        days_complete_spec("option_quotes", "every_day_has_options", "option quotes"),
     ],
     group_name=GROUP,
     compute_kind="pandas",
@@ -139,3 +146,6 @@ def clean_quote_tables(context: dg.AssetExecutionContext, raw_quotes: pd.DataFra
     yield pandera_check_result("option_quotes", schemas.OPTION_QUOTES, c.options)
     yield pandera_check_result("underlying_quotes", schemas.UNDERLYING_QUOTES, c.underlyings)
     yield pandera_check_result("quote_rejects", schemas.QUOTE_REJECTS, c.rejects)
+    counts = c.options.groupby("trade_date").size()
+    days = partition_days(context)
+    yield days_complete_result("option_quotes", "every_day_has_options", days, counts, "option quotes", context)

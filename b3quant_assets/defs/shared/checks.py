@@ -52,3 +52,37 @@ def table_preview(df: pd.DataFrame, n: int = 5) -> dg.MetadataValue:
 def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
     """A PNG inline in markdown metadata (the UI renders it under "Show Markdown")."""
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def days_complete_spec(asset: str, name: str, what: str) -> dg.AssetCheckSpec:
+    """A non-blocking check that every day of the run has ``what``: a day without any replaces its
+    stored rows with nothing, which must be said, not done silently (the day itself goes on)."""
+    return dg.AssetCheckSpec(
+        name,
+        asset=asset,
+        blocking=False,
+        description=f"Every trading day of the run has {what}; a day without any is named here "
+        "(its stored rows were replaced by none).",
+    )
+
+
+def days_complete_result(
+    asset: str, name: str, days, counts: pd.Series, what: str, context: dg.AssetExecutionContext | None = None
+) -> dg.AssetCheckResult:
+    """``counts``: rows per ``trade_date`` (Timestamp index); ``days``: every partition day of the run."""
+    per_day = {str(pd.Timestamp(d).date()): int(counts.get(pd.Timestamp(d), 0)) for d in days}
+    empty = [d for d, n in per_day.items() if n == 0]
+    if empty and context is not None:
+        context.log.warning(f"{asset}: {len(empty)} day(s) without {what}: {', '.join(empty[:10])}")
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=name,
+        passed=not empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "days": len(per_day),
+            "days_without": len(empty),
+            "empty_days": ", ".join(empty) if empty else "none",
+            "min_per_day": min(per_day.values()) if per_day else 0,
+        },
+    )
