@@ -12,9 +12,9 @@ and the Dagster code location do not pay for frameworks they do not use. See doc
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from b3quant_models._lazy import lazy_getattr
 from b3quant_models.models.base import ANCHOR, ForecastModel
 from b3quant_models.models.baselines import PersistenceModel
 from b3quant_models.models.card import model_card
@@ -38,12 +38,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if (module := _LAZY.get(name)) is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -6,8 +6,9 @@ wrapped by resources elsewhere.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from b3quant_models._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .cotahist_download import (
@@ -87,12 +88,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if (module := _LAZY.get(name)) is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [
