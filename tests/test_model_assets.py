@@ -21,6 +21,7 @@ from b3quant_models.features import (
     build_option_features,
     build_targets,
 )
+from b3quant_models.features.dataset import TrainingDataset, dataset_from_frame
 from b3quant_models.models import load_model
 from b3quant_models.models.tracking import local_tracking_uri
 from b3quant_models.testing import toy_market
@@ -50,12 +51,12 @@ def test_models_train_log_and_compare(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     @dg.asset(name="training_set")
-    def training_set_stub() -> pd.DataFrame:
-        return toy_training_set
+    def training_set_stub() -> TrainingDataset:
+        return dataset_from_frame(toy_training_set)
 
     @dg.asset(name="grid_training_set")
-    def grid_training_set_stub() -> pd.DataFrame:
-        return toy_grid_training_set
+    def grid_training_set_stub() -> TrainingDataset:
+        return dataset_from_frame(toy_grid_training_set)
 
     uri = local_tracking_uri(tmp_path / "mlflow")
     cfg = {**training_config_for(70), "n_trials": 2, "timeout_s": 30.0, "shap_sample": 200}
@@ -69,11 +70,12 @@ def test_models_train_log_and_compare(
             "model_io_manager": dg.mem_io_manager,
             "bento_store": BentoModelStore(models_dir=str(store)),
         },
-        run_config={"ops": {m: {"config": cfg} for m in ("xgboost_model", "lightgbm_model", "xgboost_grid_model")}},
+        run_config={"ops": {m: {"config": cfg} for m in ("xgboost_model", "lightgbm_model", "series_ar_model",
+                                                          "xgboost_grid_model")}},
     )
     assert res.success
     table = res.output_for_node("model_comparison")
-    assert set(table["trained_model"]) == {"xgboost", "lightgbm", "xgboost_grid"}
+    assert set(table["trained_model"]) == {"xgboost", "lightgbm", "series_ar", "xgboost_grid"}
     assert set(table["target"]) == {"per option series", "per surface-grid point"}
     grid = table[table["trained_model"] == "xgboost_grid"].set_index("forecaster")["rmse_vol_pts"]
     assert "persistence" in grid.index and np.isfinite(grid["xgboost"])
@@ -125,6 +127,6 @@ def test_grid_training_set_keeps_points_quoted_on_both_days() -> None:
     m = toy_market(30, 2, seed=3)
     grid = m["surface_grid"].copy()
     grid["extrapolated"] = grid["tenor_days"] >= 126  # as the real grid flags long tenors
-    out = grid_training_set(dg.build_asset_context(), grid, m["underlying_quotes"])
+    out = grid_training_set(dg.build_asset_context(), grid, m["underlying_quotes"]).frame
     assert len(out) and (out["tenor_days"] < 126).all() and (out["extrapolated"] == 0).all()
     assert out["iv_next"].notna().all()
