@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from b3quant_assets.defs.models.assets import grid_model_assets, model_assets, model_comparison, training_config_for
+from b3quant_assets.defs.models.assets import (
+    grid_model_assets,
+    grid_model_predictions,
+    model_assets,
+    model_comparison,
+    model_predictions,
+    training_config_for,
+)
 from b3quant_assets.defs.models.resources import MlflowTracking
 from b3quant_assets.defs.serving.assets import BentoModelStore, promoted_model
 from b3quant_models.features import (
@@ -63,7 +70,7 @@ def test_models_train_log_and_compare(
     store = tmp_path / "bentoml_models"
     assets = [training_set_stub, grid_training_set_stub, *model_assets, *grid_model_assets]
     res = dg.materialize(
-        [*assets, model_comparison, promoted_model],
+        [*assets, model_comparison, model_predictions, grid_model_predictions, promoted_model],
         resources={
             "mlflow": MlflowTracking(tracking_uri=uri, experiment="test"),
             "io_manager": dg.mem_io_manager,
@@ -80,6 +87,15 @@ def test_models_train_log_and_compare(
     grid = table[table["trained_model"] == "xgboost_grid"].set_index("forecaster")["rmse_vol_pts"]
     assert "persistence" in grid.index and np.isfinite(grid["xgboost"])
     assert {"persistence", "optimal (ground truth)"} <= set(table["forecaster"])
+
+    # The predictions tables: every model's out-of-fold and test rows, validated by their schema.
+    preds = res.output_for_node("model_predictions")
+    assert set(preds["model"]) == {"xgboost", "lightgbm", "series_ar"} and set(preds["split"]) == {"oof", "test"}
+    assert list(preds.columns[:11]) == ["model", "split", "fold", "trade_date", "target_date", "ticker",
+                                        "underlying_ticker", "iv", "iv_next", "forecast", "iv_opt"]
+    gpreds = res.output_for_node("grid_model_predictions")
+    assert set(gpreds["model"]) == {"xgboost_grid"} and "tenor_bdays" in gpreds.columns
+    assert all(c.passed for c in res.get_asset_check_evaluations())
 
     # Every model's run is in the configured store, and logging leaves the environment as it was.
     assert "MLFLOW_TRACKING_URI" not in os.environ
@@ -119,6 +135,14 @@ def test_models_train_log_and_compare(
     again = decide(candidates, rows, load_model(winner["model_dir"]))
     assert not again["promote"] and "kept" in again["reason"]
     assert again["production_test_rmse_vol_pts"] == pytest.approx(again["winner_test_rmse_vol_pts"])
+
+    # A model that reads the series history goes through the same gate, scored with the dataset's history.
+    ar = {"series_ar": res.output_for_node("series_ar_model")}
+    ds = dataset_from_frame(toy_training_set)
+    first = decide(ar, rows, None, ds.history)
+    assert first["promote"] and np.isfinite(first["winner_test_rmse_vol_pts"])
+    kept = decide(ar, rows, load_model(ar["series_ar"]["model_dir"]), ds.history)
+    assert not kept["promote"]
 
 
 def test_grid_training_set_keeps_points_quoted_on_both_days() -> None:
