@@ -105,6 +105,28 @@ def test_history_window_looks_back_only_and_masks_young_series():
         SeriesHistory.from_rows(rows.assign(iv_next=0.2), values=("iv", "iv_next"))
 
 
+def test_grid_window_is_the_underlyings_recent_grids(market):
+    ds = grid_training_dataset(market["surface_grid"], market["underlying_quotes"])
+    rows = ds.frame.drop_duplicates(["underlying_ticker", "trade_date"]).reset_index(drop=True)
+    vals, mask, tenors, deltas = ds.history.grid_window(rows, 4)
+    assert vals.shape == (len(rows), 4, len(tenors), len(deltas)) and mask.shape == vals.shape
+    p = ds.history.panel
+    for i in (0, len(rows) // 2, len(rows) - 1):
+        r = rows.iloc[i]
+        sessions = sorted(p.loc[p["underlying_ticker"] == r["underlying_ticker"], "trade_date"].unique())
+        k = sessions.index(r["trade_date"])
+        for j, day in enumerate(sessions[max(k - 3, 0): k + 1][::-1]):  # newest first, from the window's end
+            cells = p[(p["underlying_ticker"] == r["underlying_ticker"]) & (p["trade_date"] == day)]
+            grid = vals[i, 3 - j]
+            got = grid[np.searchsorted(tenors, cells["tenor_days"]), np.searchsorted(deltas, cells["delta"])]
+            np.testing.assert_array_equal(got, cells["iv"].to_numpy())
+            assert mask[i, 3 - j].sum() == len(cells)
+        assert not mask[i, : max(3 - k, 0)].any()  # before the underlying's first session
+    per_series = rows[["trade_date", "underlying_ticker", "iv"]].rename(columns={"underlying_ticker": "ticker"})
+    with pytest.raises(ValueError, match="grid_window"):
+        SeriesHistory.from_rows(per_series).grid_window(rows, 2)
+
+
 def test_history_model_refuses_to_run_without_history(dataset):
     m = SeriesARModel()
     with pytest.raises(ValueError, match="pass history"):

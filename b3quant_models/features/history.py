@@ -97,3 +97,41 @@ class SeriesHistory:
         if n:
             out[mask] = vals[at[mask]]
         return out, mask
+
+    def grid_window(self, rows: pd.DataFrame, length: int, value: str | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """An underlying's grid over its last ``length`` sessions, for a history keyed by ``GRID_SERIES_KEY``.
+
+        For each row (its ``underlying_ticker`` and ``trade_date``, which must be one of that underlying's
+        sessions in the panel): ``values`` (n, length, n_tenors, n_deltas) oldest session first, ``mask`` of
+        the same shape (False where the session is before the underlying's first or the cell is absent that
+        day, e.g. dropped as not quoted), and the ``tenors`` and ``deltas`` axes.
+        """
+        if self.key != GRID_SERIES_KEY:
+            raise ValueError(f"grid_window needs a history keyed {GRID_SERIES_KEY}, not {self.key}")
+        value = value or self.values[0]
+        p = self.panel
+        tenors = np.sort(p["tenor_days"].unique())
+        deltas = np.sort(p["delta"].unique())
+        days = p[["underlying_ticker", "trade_date"]].drop_duplicates().sort_values(["underlying_ticker", "trade_date"])
+        days = days.reset_index(drop=True)
+        cube = np.full((len(days), len(tenors), len(deltas)), np.nan)
+        at = pd.Series(np.arange(len(days)), index=pd.MultiIndex.from_frame(days))
+        d = at.reindex(pd.MultiIndex.from_frame(p[["underlying_ticker", "trade_date"]])).to_numpy()
+        cube[d, np.searchsorted(tenors, p["tenor_days"]), np.searchsorted(deltas, p["delta"])] = p[value].to_numpy()
+        q = rows[["underlying_ticker", "trade_date"]].copy()
+        q["trade_date"] = to_datetime_ns(q["trade_date"])
+        idx = at.reindex(pd.MultiIndex.from_frame(q)).to_numpy()
+        if len(q) and np.isnan(idx).any():
+            raise KeyError(f"{int(np.isnan(idx).sum())} rows name an (underlying, day) not in the history panel")
+        idx = idx.astype(np.int64)
+        und = days["underlying_ticker"].to_numpy()
+        first = np.zeros(len(days), dtype=np.int64)
+        if len(days):
+            new = np.r_[True, und[1:] != und[:-1]]
+            first = np.maximum.accumulate(np.where(new, np.arange(len(days)), 0))
+        pos = idx[:, None] - np.arange(length - 1, -1, -1)[None, :]
+        ok = pos >= first[idx][:, None]
+        out = np.full((len(q), length, len(tenors), len(deltas)), np.nan)
+        out[ok] = cube[pos[ok]]
+        return out, np.isfinite(out), tenors, deltas
