@@ -102,7 +102,7 @@ class TrainingResult:
                 dataset_df=self.dataset, plots=self.plots, model_dir=model_dir, model_card_md=self.model_card,
                 tags={"model": self.model_name, **(tags or {})}, run_name=run_name or self.model_name,
                 extra_tables={"metrics_table": self.metrics_table, "fold_metrics": self.fold_metrics,
-                              "splits": self.split_table.astype(str)},
+                              "splits": self.split_table.astype(str), "predictions": self.predictions},
             )
 
 
