@@ -19,11 +19,14 @@ import pandas as pd
 
 from b3quant_models.features.grid import GRID_FEATURE_COLUMNS, GRID_KEY_COLUMNS, build_grid_features, build_grid_targets
 from b3quant_models.features.history import GRID_SERIES_KEY, OPTION_SERIES_KEY, SeriesHistory
-from b3quant_models.features.option import FEATURE_COLUMNS, KEY_COLUMNS, build_targets
+from b3quant_models.features.option import FEATURE_COLUMNS, ID_COLUMNS, KEY_COLUMNS, build_targets
 
 TARGET = "iv_next"
 FLOOR = "iv_next_optimal"
 ANCHOR = "iv"
+# known only after day D (targets, the floor, the simulator's truth) or not model inputs: never features
+NOT_INPUTS = frozenset({TARGET, "iv_change", "target_date", FLOOR, "iv_next_true", "true_iv", "underlying_isin",
+                        "fold"})
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,10 @@ def dataset_from_frame(frame: pd.DataFrame, feature_columns: list[str] | None = 
         cols = FEATURE_COLUMNS if kind == "option" else GRID_FEATURE_COLUMNS
         if set(cols) <= set(frame.columns):
             feature_columns = list(cols)
-        else:
-            from b3quant_models.models.base import default_features
-
-            feature_columns = default_features(frame.drop(columns=[FLOOR, "iv_next_true", "true_iv"],
-                                                          errors="ignore"))
+        else:  # any other numeric column that is neither an id, a target nor the floor
+            skip = set(keys) | set(ID_COLUMNS) | NOT_INPUTS
+            feature_columns = [c for c in frame.columns
+                               if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
     f = frame.loc[np.isfinite(frame[TARGET].astype(float))].sort_values(list(keys)).reset_index(drop=True)
     if history is None:
         history = SeriesHistory.from_rows(frame, OPTION_SERIES_KEY if kind == "option" else GRID_SERIES_KEY)

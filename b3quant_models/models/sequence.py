@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from b3quant_models.features.history import SeriesHistory
 from b3quant_models.models.base import ANCHOR, ForecastModel
+
+if TYPE_CHECKING:
+    from b3quant_models.features.history import SeriesHistory
 
 _COEF_FILE = "ridge.json"
 
