@@ -17,10 +17,10 @@ from b3quant_models.features import (
     sample_market_truth,
 )
 from b3quant_models.features.history import SeriesHistory
-from b3quant_models.features.synthetic import toy_market
 from b3quant_models.models import SeriesARModel, load_model, make_model, train_and_evaluate, train_model
 from b3quant_models.models.training import GRID_PREDICTION_COLUMNS, PREDICTION_COLUMNS
 from b3quant_models.schemas import GRID_MODEL_PREDICTIONS, MODEL_PREDICTIONS
+from b3quant_models.testing import toy_market
 
 SPLIT = {"n_folds": 2, "test_days": 8, "val_days": 8, "purge_days": 1, "min_train_days": 25}
 

@@ -11,6 +11,7 @@ there is none.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,9 +104,10 @@ def as_dataset(data: TrainingDataset | pd.DataFrame) -> TrainingDataset:
     return data if isinstance(data, TrainingDataset) else dataset_from_frame(data)
 
 
-def sample_market_truth(landing_dir: str | Path) -> pd.DataFrame | None:
-    """(trade_date, ticker, iv_next_optimal) from the truth file the sample market's manifest names in
-    ``landing_dir``; None when the folder holds no sample market (real data has no known floor)."""
+def sample_market_truth(landing_dir: str | Path, columns: Sequence[str] = (FLOOR,)) -> pd.DataFrame | None:
+    """(trade_date, ticker, *columns) from the option truth file the sample market's manifest names in
+    ``landing_dir`` (default: the floor ``iv_next_optimal``; the backtests also read ``iv_next_true``); None
+    when the folder holds no sample market (real data has no known truth)."""
     from b3quant_models.sample_market import MANIFEST_NAME, SampleMarketManifest
 
     landing = Path(landing_dir)
@@ -114,7 +116,7 @@ def sample_market_truth(landing_dir: str | Path) -> pd.DataFrame | None:
     path = SampleMarketManifest.load(landing).truth_path("option_iv")
     if not path.is_file():
         raise FileNotFoundError(f"{landing / MANIFEST_NAME} names the truth file {path}, which is missing")
-    truth = pd.read_parquet(path, columns=["trade_date", "ticker", FLOOR])
+    truth = pd.read_parquet(path, columns=["trade_date", "ticker", *columns])
     truth["trade_date"] = pd.to_datetime(truth["trade_date"]).astype("datetime64[ns]")
     return truth.drop_duplicates(["trade_date", "ticker"])
 
