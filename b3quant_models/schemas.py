@@ -205,3 +205,44 @@ OPTION_IV = pa.DataFrameSchema(
     description="Per-option IV (mid preferred when tight, else close), Greeks and a reason per row.",
 )
 SCHEMAS.update({s.name: s for s in (RISK_FREE_RATE, OPTION_IV)})
+
+# ------------------------------------------------------------------------------------------ model predictions
+# The stacking ensemble and the backtests read these; docs/models.md and /work/helpers/CONTRACT-predictions.md
+# describe them. Keys: one row per model × series × decision day × split.
+_PREDICTION_HEAD = {
+    "model": Column(str),
+    "split": Column(str, Check.isin(["oof", "test"])),
+    "fold": Column("int64", Check.ge(-1)),
+    "trade_date": Column("datetime64[ns]"),
+    "target_date": Column("datetime64[ns]"),
+}
+_PREDICTION_TAIL = {
+    "iv": Column(float, Check.gt(0)),
+    "iv_next": Column(float, Check.gt(0)),
+    "forecast": Column(float),
+    "iv_opt": Column(float, nullable=True),
+}
+_prediction_checks = [
+    Check(lambda df: df["target_date"] > df["trade_date"], name="target_after_decision_day"),
+    Check(lambda df: (df["split"] == "test") == (df["fold"] == -1), name="fold_minus_one_iff_test"),
+]
+MODEL_PREDICTIONS = pa.DataFrameSchema(
+    {**_PREDICTION_HEAD, "ticker": Column(str), "underlying_ticker": Column(str, nullable=True), **_PREDICTION_TAIL},
+    checks=_prediction_checks,
+    unique=["model", "split", "trade_date", "ticker"],
+    strict=False,  # consumers may find more columns after these
+    ordered=True,
+    name="model_predictions",
+    description="Out-of-fold and held-out test next-day IV forecasts per model, option series and decision day.",
+)
+GRID_MODEL_PREDICTIONS = pa.DataFrameSchema(
+    {**_PREDICTION_HEAD, "underlying_ticker": Column(str), "tenor_bdays": Column("int64", Check.gt(0)),
+     "delta": Column(float, Check.in_range(0, 1)), **_PREDICTION_TAIL},
+    checks=_prediction_checks,
+    unique=["model", "split", "trade_date", "underlying_ticker", "tenor_bdays", "delta"],
+    strict=False,
+    ordered=True,
+    name="grid_model_predictions",
+    description="Out-of-fold and held-out test next-day IV forecasts per model and surface-grid point.",
+)
+SCHEMAS.update({s.name: s for s in (MODEL_PREDICTIONS, GRID_MODEL_PREDICTIONS)})

@@ -23,6 +23,7 @@ import pandas as pd
 
 from b3quant_models.calendar import next_session
 from b3quant_models.features.day_context import DayContext, MarketReader, load_day_context, lookbacks_from_features
+from b3quant_models.features.history import SeriesHistory
 from b3quant_models.models import ForecastModel
 from b3quant_models.option_iv import compute_option_iv
 from b3quant_models.pricing import greeks
@@ -110,9 +111,20 @@ def target_date(day: dt.date) -> dt.date:
     return next_session(day)
 
 
-def predictions(req: pd.DataFrame, feats: pd.DataFrame, model: ForecastModel) -> list[dict[str, Any]]:
-    """One dict per request row (in order): today's IV, the forecast, or why there is none."""
-    pred = pd.Series(model.predict(feats), index=feats["ticker"].to_numpy()) if len(feats) else pd.Series()
+def stored_series_history(ctx: DayContext) -> SeriesHistory:
+    """The stored history of the series alive on the context's day, as the ``SeriesHistory`` models that look
+    back read (the training dataset's is built the same way from the feature table's rows)."""
+    return SeriesHistory.from_rows(ctx.history)
+
+
+def predictions(req: pd.DataFrame, feats: pd.DataFrame, model: ForecastModel,
+                history: SeriesHistory | None = None) -> list[dict[str, Any]]:
+    """One dict per request row (in order): today's IV, the forecast, or why there is none. ``history``
+    (``stored_series_history`` of the day; the request's rows are added here) for models that look back."""
+    if model.history_length and history is not None:
+        history = history.extended(feats)
+    pred = pd.Series(model.predict(feats, history=history), index=feats["ticker"].to_numpy()) if len(feats) \
+        else pd.Series()
     out = []
     for r in req.itertuples(index=False):
         iv = float(r.iv) if np.isfinite(r.iv) else None

@@ -301,7 +301,11 @@ class B3QuantService:
         ctx, rate = jobs[0].payload
         rows = [r for j in jobs for r in j.rows]
         req, feats = forecast.forecast_features(self.store, rows, ctx.day, rate, self.lookbacks, context=ctx)
-        preds = forecast.predictions(req, feats, self.forecaster.model)
+        model = self.forecaster.model
+        history = None
+        if model.history_length:  # a model that looks back: the stored history of the live series
+            history = self.store.cached(("series_history", ctx.day), lambda db: forecast.stored_series_history(ctx))
+        preds = forecast.predictions(req, feats, model, history)
         out, at = [], 0
         for j in jobs:
             out.append(preds[at:at + len(j.rows)])

@@ -396,6 +396,37 @@ def test_predict_iv_with_promoted_model_equals_batch_path(market_db: Path, table
     assert not np.array_equal(want.to_numpy(), batch["iv"].to_numpy())  # a real model, not persistence
 
 
+def test_predict_iv_with_promoted_history_model_equals_batch_path(market_db: Path, tables, last_day,
+                                                                  tmp_path: Path, monkeypatch) -> None:
+    """A model that reads each series' history (series_ar), promoted and served, gives the batch predictions:
+    the service passes the stored history of the live series plus the request's rows."""
+    from b3quant_models.features.history import SeriesHistory
+    from b3quant_models.models import SeriesARModel, promotion
+
+    feats = build_option_features(tables["option_iv"], tables["iv_surface"], tables["underlying_quotes"])
+    targets = build_targets(tables["option_iv"])
+    train = feats.merge(targets[["trade_date", "ticker", "iv_next"]], on=["trade_date", "ticker"])
+    history = SeriesHistory.from_rows(feats)
+    model = SeriesARModel({"lags": 3, "alpha": 0.1}).fit(train, train["iv_next"], history=history)
+    batch = feats[feats["trade_date"].dt.date == last_day].reset_index(drop=True)
+    batch_pred = model.predict(batch, history=history)
+    assert not np.array_equal(batch_pred, batch["iv"].to_numpy())
+
+    with _model_store(tmp_path / "store"):
+        tag = promotion.promote(model.save(tmp_path / "ar"))
+        monkeypatch.setenv("B3Q_DUCKDB_PATH", str(market_db))
+        rows, req = _contracts(tables, last_day)
+        with TestClient(_app()) as c:
+            resp = c.post("/predict_iv", json={"contracts": req})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["model_version"] == tag and body["model_name"] == "series_ar"
+    got = pd.DataFrame(body["predictions"]).set_index("ticker")["iv_next"]
+    want = pd.Series(batch_pred, index=batch["ticker"])
+    assert set(got.index) == set(rows["ticker"]) == set(want.index)
+    np.testing.assert_array_equal(got.loc[want.index].to_numpy(float), want.to_numpy())
+
+
 def _request_rows(tables, day: dt.date) -> list[dict]:
     """A mixed predict_iv request for ``day``: stored quotes as they are, stored series with another quote,
     a given IV, and contracts that were never listed (no history), on both underlyings."""

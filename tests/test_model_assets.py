@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from b3quant_assets.defs.models.assets import grid_model_assets, model_assets, model_comparison, training_config_for
+from b3quant_assets.defs.models.assets import (
+    grid_model_assets,
+    grid_model_predictions,
+    model_assets,
+    model_comparison,
+    model_predictions,
+    training_config_for,
+)
 from b3quant_assets.defs.models.resources import MlflowTracking
 from b3quant_assets.defs.serving.assets import BentoModelStore, promoted_model
 from b3quant_models.features import (
@@ -21,6 +28,7 @@ from b3quant_models.features import (
     build_option_features,
     build_targets,
 )
+from b3quant_models.features.dataset import TrainingDataset, dataset_from_frame
 from b3quant_models.models import load_model
 from b3quant_models.models.tracking import local_tracking_uri
 from b3quant_models.testing import toy_market
@@ -50,34 +58,44 @@ def test_models_train_log_and_compare(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     @dg.asset(name="training_set")
-    def training_set_stub() -> pd.DataFrame:
-        return toy_training_set
+    def training_set_stub() -> TrainingDataset:
+        return dataset_from_frame(toy_training_set)
 
     @dg.asset(name="grid_training_set")
-    def grid_training_set_stub() -> pd.DataFrame:
-        return toy_grid_training_set
+    def grid_training_set_stub() -> TrainingDataset:
+        return dataset_from_frame(toy_grid_training_set)
 
     uri = local_tracking_uri(tmp_path / "mlflow")
     cfg = {**training_config_for(70), "n_trials": 2, "timeout_s": 30.0, "shap_sample": 200}
     store = tmp_path / "bentoml_models"
     assets = [training_set_stub, grid_training_set_stub, *model_assets, *grid_model_assets]
     res = dg.materialize(
-        [*assets, model_comparison, promoted_model],
+        [*assets, model_comparison, model_predictions, grid_model_predictions, promoted_model],
         resources={
             "mlflow": MlflowTracking(tracking_uri=uri, experiment="test"),
             "io_manager": dg.mem_io_manager,
             "model_io_manager": dg.mem_io_manager,
             "bento_store": BentoModelStore(models_dir=str(store)),
         },
-        run_config={"ops": {m: {"config": cfg} for m in ("xgboost_model", "lightgbm_model", "xgboost_grid_model")}},
+        run_config={"ops": {m: {"config": cfg} for m in ("xgboost_model", "lightgbm_model", "series_ar_model",
+                                                          "xgboost_grid_model")}},
     )
     assert res.success
     table = res.output_for_node("model_comparison")
-    assert set(table["trained_model"]) == {"xgboost", "lightgbm", "xgboost_grid"}
+    assert set(table["trained_model"]) == {"xgboost", "lightgbm", "series_ar", "xgboost_grid"}
     assert set(table["target"]) == {"per option series", "per surface-grid point"}
     grid = table[table["trained_model"] == "xgboost_grid"].set_index("forecaster")["rmse_vol_pts"]
     assert "persistence" in grid.index and np.isfinite(grid["xgboost"])
     assert {"persistence", "optimal (ground truth)"} <= set(table["forecaster"])
+
+    # The predictions tables: every model's out-of-fold and test rows, validated by their schema.
+    preds = res.output_for_node("model_predictions")
+    assert set(preds["model"]) == {"xgboost", "lightgbm", "series_ar"} and set(preds["split"]) == {"oof", "test"}
+    assert list(preds.columns[:11]) == ["model", "split", "fold", "trade_date", "target_date", "ticker",
+                                        "underlying_ticker", "iv", "iv_next", "forecast", "iv_opt"]
+    gpreds = res.output_for_node("grid_model_predictions")
+    assert set(gpreds["model"]) == {"xgboost_grid"} and "tenor_bdays" in gpreds.columns
+    assert all(c.passed for c in res.get_asset_check_evaluations())
 
     # Every model's run is in the configured store, and logging leaves the environment as it was.
     assert "MLFLOW_TRACKING_URI" not in os.environ
@@ -118,6 +136,14 @@ def test_models_train_log_and_compare(
     assert not again["promote"] and "kept" in again["reason"]
     assert again["production_test_rmse_vol_pts"] == pytest.approx(again["winner_test_rmse_vol_pts"])
 
+    # A model that reads the series history goes through the same gate, scored with the dataset's history.
+    ar = {"series_ar": res.output_for_node("series_ar_model")}
+    ds = dataset_from_frame(toy_training_set)
+    first = decide(ar, rows, None, ds.history)
+    assert first["promote"] and np.isfinite(first["winner_test_rmse_vol_pts"])
+    kept = decide(ar, rows, load_model(ar["series_ar"]["model_dir"]), ds.history)
+    assert not kept["promote"]
+
 
 def test_grid_training_set_keeps_points_quoted_on_both_days() -> None:
     from b3quant_assets.defs.models.assets import grid_training_set
@@ -125,6 +151,6 @@ def test_grid_training_set_keeps_points_quoted_on_both_days() -> None:
     m = toy_market(30, 2, seed=3)
     grid = m["surface_grid"].copy()
     grid["extrapolated"] = grid["tenor_days"] >= 126  # as the real grid flags long tenors
-    out = grid_training_set(dg.build_asset_context(), grid, m["underlying_quotes"])
+    out = grid_training_set(dg.build_asset_context(), grid, m["underlying_quotes"]).frame
     assert len(out) and (out["tenor_days"] < 126).all() and (out["extrapolated"] == 0).all()
     assert out["iv_next"].notna().all()

@@ -1,9 +1,11 @@
 """Next-day implied-volatility forecasters behind one interface, plus the training toolkit.
 
-``ForecastModel`` (fit/predict/save/load/metadata), ``MODEL_REGISTRY`` (persistence, xgboost, lightgbm,
-registered as ``"module:Class"``), ``walk_forward_splits``, ``tune`` (Optuna), ``regression_metrics``,
-``shap_summary``/``explain_one``, ``model_card``, ``log_training_run`` (MLflow), ``train_and_evaluate`` tying
-them together and ``promotion`` (the gate and the model store). Never imports dagster/bentoml.
+``ForecastModel`` (fit/predict/save/load/metadata/explain), ``MODEL_REGISTRY`` (persistence, xgboost, lightgbm,
+series_ar: the reference model reading each series' history; registered as ``"module:Class"``),
+``walk_forward_splits``, ``tune`` (Optuna), ``regression_metrics``, ``shap_summary``/``explain_one``,
+``model_card``, ``log_training_run`` (MLflow), ``train_model``/``train_and_evaluate`` tying them together
+(their result keeps the out-of-fold and test predictions, ``prediction_table``) and ``promotion`` (the gate
+and the model store). Never imports dagster/bentoml.
 
 Importing this package loads only the interface, the registry and the light helpers: the names that need
 xgboost, lightgbm, optuna, shap, matplotlib or mlflow are imported on first access (PEP 562), so the service
@@ -24,15 +26,24 @@ from b3quant_models.models.splits import WalkForwardSplits, walk_forward_splits
 
 if TYPE_CHECKING:
     from b3quant_models.models.explain import explain_one, importance_bar_png, shap_summary
+    from b3quant_models.models.sequence import SeriesARModel
     from b3quant_models.models.tracking import local_tracking_uri, log_training_run
-    from b3quant_models.models.training import TrainingResult, assemble_dataset, train_and_evaluate
+    from b3quant_models.models.training import (
+        TrainingResult,
+        assemble_dataset,
+        prediction_table,
+        train_and_evaluate,
+        train_model,
+    )
     from b3quant_models.models.trees import LightGBMModel, XGBoostModel
     from b3quant_models.models.tuning import tune
 
 _LAZY = {
     "explain_one": "explain", "importance_bar_png": "explain", "shap_summary": "explain",
+    "SeriesARModel": "sequence",
     "local_tracking_uri": "tracking", "log_training_run": "tracking",
-    "TrainingResult": "training", "assemble_dataset": "training", "train_and_evaluate": "training",
+    "TrainingResult": "training", "assemble_dataset": "training", "prediction_table": "training",
+    "train_and_evaluate": "training", "train_model": "training",
     "LightGBMModel": "trees", "XGBoostModel": "trees",
     "tune": "tuning",
 }
@@ -47,6 +58,7 @@ __all__ = [
     "ForecastModel",
     "LightGBMModel",
     "PersistenceModel",
+    "SeriesARModel",
     "TrainingResult",
     "WalkForwardSplits",
     "XGBoostModel",
@@ -60,10 +72,12 @@ __all__ = [
     "metrics_by",
     "model_card",
     "model_class",
+    "prediction_table",
     "register_model",
     "regression_metrics",
     "shap_summary",
     "train_and_evaluate",
+    "train_model",
     "tune",
     "walk_forward_splits",
 ]

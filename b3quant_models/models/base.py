@@ -1,10 +1,16 @@
 """The common model interface: every forecaster (baselines, trees, later torch models) looks the same
 to the training asset, a stacking ensemble and the BentoML service.
 
-Contract: ``fit(X, y)`` takes the feature frame and the next-day IV *level*; ``predict(X)`` returns the
-next-day IV *level*. Learned models fit the *change* ``y − X['iv']`` internally: the level is ~99%
-explained by today's IV, so regressing the change lets trees spend their capacity on what moves, and
-a model that learns nothing degrades gracefully to persistence instead of to a coarse level grid.
+Contract: ``fit(X, y, history=...)`` takes the feature frame and the next-day IV *level*; ``predict(X,
+history=...)`` returns the next-day IV *level*. Learned models fit the *change* ``y − X['iv']`` internally:
+the level is ~99% explained by today's IV, so regressing the change lets trees spend their capacity on what
+moves, and a model that learns nothing degrades gracefully to persistence instead of to a coarse level grid.
+
+Row-wise models (``history_length == 0``) read only their rows. A model that looks back (a sequence or
+surface model) says how far with ``history_length`` and receives a
+:class:`~b3quant_models.features.history.SeriesHistory`, from which it cuts each row's window; every caller
+(tuning, training, comparison, promotion, the service) passes the history it was given, so a validation fold
+or a request arrives with its series' past. ``explain`` replaces testing for a ``booster`` attribute.
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from b3quant_models.features.history import SeriesHistory
 
 MODEL_FORMAT_VERSION = "1"
 METADATA_FILE = "metadata.json"
@@ -62,12 +71,23 @@ class ForecastModel(ABC):
         """Optuna search space; models without hyper-parameters return {}."""
         return {}
 
-    @abstractmethod
-    def _fit_change(self, X: pd.DataFrame, dy: np.ndarray, X_val: pd.DataFrame | None,
-                    dy_val: np.ndarray | None) -> None: ...
+    @property
+    def history_length(self) -> int:
+        """Sessions of per-series history each row needs (0: row-wise, the history is ignored)."""
+        return 0
 
     @abstractmethod
-    def _predict_change(self, X: pd.DataFrame) -> np.ndarray: ...
+    def _fit_change(self, X: pd.DataFrame, dy: np.ndarray, X_val: pd.DataFrame | None,
+                    dy_val: np.ndarray | None, history: SeriesHistory | None = None) -> None: ...
+
+    @abstractmethod
+    def _predict_change(self, X: pd.DataFrame, history: SeriesHistory | None = None) -> np.ndarray: ...
+
+    def explain(self, X_sample: pd.DataFrame, history: SeriesHistory | None = None
+                ) -> tuple[pd.DataFrame, dict[str, bytes]] | None:
+        """(importance table with ``feature`` and ``mean_abs_shap_vol_pts``-like columns sorted by importance,
+        plots as PNG bytes) on a sample of evaluation rows; None when the model has no explanation."""
+        return None
 
     def _save(self, directory: Path) -> None:  # noqa: B027 - optional hook
         """Write the fitted state (beyond metadata.json) into ``directory``."""
@@ -76,8 +96,16 @@ class ForecastModel(ABC):
         """Restore the fitted state written by ``_save``."""
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X: pd.DataFrame, y: Any, *, X_val: pd.DataFrame | None = None, y_val: Any = None) -> Self:
-        """Fit on next-day IV levels ``y``; ``X_val``/``y_val`` (optional) enable early stopping."""
+    def _need_history(self, history: SeriesHistory | None) -> SeriesHistory | None:
+        if self.history_length > 0 and history is None:
+            raise ValueError(f"model '{self.name}' looks back {self.history_length} sessions: pass history=")
+        return history if self.history_length > 0 else None
+
+    def fit(self, X: pd.DataFrame, y: Any, *, X_val: pd.DataFrame | None = None, y_val: Any = None,
+            history: SeriesHistory | None = None) -> Self:
+        """Fit on next-day IV levels ``y``; ``X_val``/``y_val`` (optional) enable early stopping; ``history``
+        (required when ``history_length`` > 0) covers the rows of X and X_val."""
+        history = self._need_history(history)
         if self.features is None:
             self.features = default_features(X)
         if ANCHOR not in X.columns:
@@ -89,7 +117,7 @@ class ForecastModel(ABC):
         dy_val = None
         if X_val is not None and y_val is not None:
             dy_val = _as_array(y_val) - X_val[ANCHOR].to_numpy(float)
-        self._fit_change(X, dy, X_val if dy_val is not None else None, dy_val)
+        self._fit_change(X, dy, X_val if dy_val is not None else None, dy_val, history)
         self.train_info = {
             "n_train": len(X),
             "n_val": 0 if X_val is None else len(X_val),
@@ -101,12 +129,12 @@ class ForecastModel(ABC):
             self.train_info["n_train_days"] = int(pd.Series(X["trade_date"]).nunique())
         return self
 
-    def predict_change(self, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self._predict_change(X), dtype=float)
+    def predict_change(self, X: pd.DataFrame, *, history: SeriesHistory | None = None) -> np.ndarray:
+        return np.asarray(self._predict_change(X, self._need_history(history)), dtype=float)
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Next-day IV level = today's IV + predicted change."""
-        return X[ANCHOR].to_numpy(float) + self.predict_change(X)
+    def predict(self, X: pd.DataFrame, *, history: SeriesHistory | None = None) -> np.ndarray:
+        """Next-day IV level = today's IV + predicted change (``history`` as for :meth:`fit`)."""
+        return X[ANCHOR].to_numpy(float) + self.predict_change(X, history=history)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -115,6 +143,7 @@ class ForecastModel(ABC):
             "format_version": MODEL_FORMAT_VERSION,
             "target": "iv_next (next trading day's implied vol, decimal)",
             "target_mode": "change",  # kept in saved metadata: every model learns iv_next - iv
+            "history_length": self.history_length,
             "params": self.params,
             "features": list(self.features or []),
             "seed": self.seed,

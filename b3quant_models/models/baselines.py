@@ -13,12 +13,13 @@ class PersistenceModel(ForecastModel):
 
     name = "persistence"
 
-    def fit(self, X: pd.DataFrame, y=None, *, X_val: pd.DataFrame | None = None, y_val=None) -> PersistenceModel:
+    def fit(self, X: pd.DataFrame, y=None, *, X_val: pd.DataFrame | None = None, y_val=None,
+            history=None) -> PersistenceModel:
         self.features = [ANCHOR]
         return super().fit(X, X[ANCHOR].to_numpy(float) if y is None else y, X_val=X_val, y_val=y_val)
 
-    def _fit_change(self, X, dy, X_val, dy_val) -> None:
+    def _fit_change(self, X, dy, X_val, dy_val, history=None) -> None:
         return None
 
-    def _predict_change(self, X: pd.DataFrame) -> np.ndarray:
+    def _predict_change(self, X: pd.DataFrame, history=None) -> np.ndarray:
         return np.zeros(len(X))

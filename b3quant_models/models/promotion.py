@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from b3quant_models.models.model_store import (
     use_model_store,
 )
 from b3quant_models.models.registry import load_model
+
+if TYPE_CHECKING:
+    from b3quant_models.features.history import SeriesHistory
 
 __all__ = [
     "BASELINE_VERSION",
@@ -69,17 +72,19 @@ def load_forecaster() -> LoadedForecaster:
     return LoadedForecaster(model, found.tag, model.name, None)
 
 
-def _rmse_pts(model: ForecastModel, rows: pd.DataFrame) -> float:
-    err = model.predict(rows) - rows["iv_next"].to_numpy(float)
+def _rmse_pts(model: ForecastModel, rows: pd.DataFrame, history: SeriesHistory | None = None) -> float:
+    err = model.predict(rows, history=history) - rows["iv_next"].to_numpy(float)
     return float(100 * np.sqrt(np.mean(err**2)))
 
 
-def decide(candidates: dict[str, dict], test_rows: pd.DataFrame, production: ForecastModel | None) -> dict:
+def decide(candidates: dict[str, dict], test_rows: pd.DataFrame, production: ForecastModel | None,
+           history: SeriesHistory | None = None) -> dict:
     """Pick the candidate with the lowest mean validation-fold RMSE, then promote it only if it beats
-    the production model on the same held-out rows (or there is no usable production model)."""
+    the production model on the same held-out rows (or there is no usable production model). ``history``
+    (the training dataset's) reaches models that look back."""
     val = {n: float(c["fold_metrics"]["rmse_vol_pts"].mean()) for n, c in candidates.items()}
     winner = min(val, key=val.get)
-    cand_rmse = _rmse_pts(load_model(candidates[winner]["model_dir"]), test_rows)
+    cand_rmse = _rmse_pts(load_model(candidates[winner]["model_dir"]), test_rows, history)
     out = {
         "winner": winner,
         "validation_rmse_vol_pts": val,
@@ -91,7 +96,7 @@ def decide(candidates: dict[str, dict], test_rows: pd.DataFrame, production: For
     missing = sorted(set(production.features or []) - set(test_rows.columns))
     if missing:
         return out | {"promote": True, "reason": f"production model needs features no longer built: {missing[:5]}"}
-    prod_rmse = _rmse_pts(production, test_rows)
+    prod_rmse = _rmse_pts(production, test_rows, history)
     out["production_test_rmse_vol_pts"] = prod_rmse
     if cand_rmse < prod_rmse:
         return out | {"promote": True, "reason": f"{winner} {cand_rmse:.3f} < production {prod_rmse:.3f} vol pts"}
@@ -100,16 +105,18 @@ def decide(candidates: dict[str, dict], test_rows: pd.DataFrame, production: For
 
 def promote_best(
     candidates: dict[str, dict], test_rows: pd.DataFrame, models_dir: str | Path,
-    metadata: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None, history: SeriesHistory | None = None,
 ) -> dict:
     """Run ``decide`` against the production model in the store at ``models_dir`` and promote the winner
     when it wins. ``candidates``: training results by model name (``model_dir``, ``fold_metrics``,
-    ``test_metrics``, ``mlflow_run_id``, ``metadata``); ``metadata`` is stored with a promoted model.
+    ``test_metrics``, ``mlflow_run_id``, ``metadata``); ``metadata`` is stored with a promoted model; ``history``
+    (the training dataset's) reaches models that look back.
     Returns the decision with ``production_tag`` and, when promoted, ``new_tag``."""
     with use_model_store(models_dir):
         current = stored_model()
         production = load_model(current.model_dir) if current else None
-        decision = decide(candidates, test_rows, production) | {"production_tag": current.tag if current else None}
+        decision = decide(candidates, test_rows, production, history)
+        decision["production_tag"] = current.tag if current else None
         if decision["promote"]:
             w = candidates[decision["winner"]]
             meta = {

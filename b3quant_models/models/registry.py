@@ -68,6 +68,7 @@ MODEL_REGISTRY = ModelRegistry({
     "persistence": "b3quant_models.models.baselines:PersistenceModel",
     "xgboost": "b3quant_models.models.trees:XGBoostModel",
     "lightgbm": "b3quant_models.models.trees:LightGBMModel",
+    "series_ar": "b3quant_models.models.sequence:SeriesARModel",  # numpy only: reads each series' history
 })
 
 

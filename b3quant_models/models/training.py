@@ -16,15 +16,52 @@ import numpy as np
 import pandas as pd
 
 from b3quant_models.features import FEATURE_COLUMNS, GRID_FEATURE_COLUMNS, GRID_KEY_COLUMNS, KEY_COLUMNS
+from b3quant_models.features.dataset import FLOOR, TrainingDataset, dataset_from_frame
+from b3quant_models.features.history import GRID_SERIES_KEY, OPTION_SERIES_KEY, SeriesHistory
 from b3quant_models.models.base import ANCHOR, ForecastModel, default_features
 from b3quant_models.models.card import DEFAULT_LIMITS, model_card
-from b3quant_models.models.explain import importance_bar_png, shap_summary
 from b3quant_models.models.metrics import metrics_by, regression_metrics
 from b3quant_models.models.registry import make_model
 from b3quant_models.models.splits import WalkForwardSplits, walk_forward_splits
 from b3quant_models.models.tuning import tune
 
-OPTIMAL = "iv_next_optimal"
+OPTIMAL = FLOOR
+PREDICTION_COLUMNS = ["model", "split", "fold", "trade_date", "target_date", "ticker", "underlying_ticker", "iv",
+                      "iv_next", "forecast", "iv_opt"]
+GRID_PREDICTION_COLUMNS = ["model", "split", "fold", "trade_date", "target_date", "underlying_ticker",
+                           "tenor_bdays", "delta", "iv", "iv_next", "forecast", "iv_opt"]
+
+
+def _prediction_rows(rows: pd.DataFrame, forecast: Any, split: str, fold: int) -> pd.DataFrame:
+    """The contract's columns (less ``model``) for evaluated ``rows`` and their forecasts."""
+    grid = "ticker" not in rows.columns
+    out = pd.DataFrame({"split": split, "fold": np.int64(fold),
+                        "trade_date": pd.to_datetime(rows["trade_date"]).astype("datetime64[ns]").to_numpy()})
+    td = rows["target_date"] if "target_date" in rows.columns else pd.Series(pd.NaT, index=rows.index)
+    out["target_date"] = pd.to_datetime(td).astype("datetime64[ns]").to_numpy()
+    if grid:
+        out["underlying_ticker"] = rows["underlying_ticker"].astype(str).to_numpy()
+        out["tenor_bdays"] = rows["tenor_days"].astype(np.int64).to_numpy()
+        out["delta"] = rows["delta"].astype(float).to_numpy()
+    else:
+        out["ticker"] = rows["ticker"].astype(str).to_numpy()
+        und = rows["underlying_ticker"] if "underlying_ticker" in rows.columns else pd.Series(None, index=rows.index)
+        out["underlying_ticker"] = und.astype(object).to_numpy()
+    out["iv"] = rows[ANCHOR].to_numpy(float)
+    out["iv_next"] = rows["iv_next"].to_numpy(float)
+    out["forecast"] = np.asarray(forecast, dtype=float)
+    out["iv_opt"] = rows[OPTIMAL].to_numpy(float) if OPTIMAL in rows.columns else np.nan
+    return out
+
+
+def prediction_table(model: str, parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Out-of-fold (``split='oof'``, the fold's validation rows predicted by the model fitted on that fold's
+    training window) and held-out test (``'test'``, fold -1, the final model) forecasts of one model, in the
+    column order of the ``model_predictions`` / ``grid_model_predictions`` tables."""
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    df.insert(0, "model", model)
+    cols = GRID_PREDICTION_COLUMNS if "tenor_bdays" in df.columns else PREDICTION_COLUMNS
+    return df[cols]
 
 
 @dataclass
@@ -49,6 +86,7 @@ class TrainingResult:
     dataset: pd.DataFrame
     feature_columns: list[str]
     settings: dict[str, Any] = field(default_factory=dict)
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)  # prediction_table: oof and test rows
 
     def log_to_mlflow(self, tracking_uri: str, experiment: str, *, tags: dict[str, str] | None = None,
                       run_name: str | None = None) -> str:
@@ -64,7 +102,7 @@ class TrainingResult:
                 dataset_df=self.dataset, plots=self.plots, model_dir=model_dir, model_card_md=self.model_card,
                 tags={"model": self.model_name, **(tags or {})}, run_name=run_name or self.model_name,
                 extra_tables={"metrics_table": self.metrics_table, "fold_metrics": self.fold_metrics,
-                              "splits": self.split_table.astype(str)},
+                              "splits": self.split_table.astype(str), "predictions": self.predictions},
             )
 
 
@@ -148,11 +186,30 @@ def train_and_evaluate(
     targets_df: pd.DataFrame,
     model_name: str,
     *,
+    truth: pd.DataFrame | None = None,
+    feature_columns: list[str] | None = None,
+    **kwargs: Any,
+) -> TrainingResult:
+    """:func:`train_model` on ``assemble_dataset(features_df, targets_df, truth)``.
+
+    ``features_df``: output of ``build_option_features`` (or ``build_grid_features``); ``targets_df``: of
+    ``build_targets`` (``build_grid_targets``); ``truth`` (sample market): rows keyed (trade_date, ticker)
+    with ``iv_next_optimal``. The history (for models that look back) is every row of ``features_df``.
+    """
+    frame = assemble_dataset(features_df, targets_df, truth)
+    feats = list(feature_columns) if feature_columns else _default_feature_columns(frame)
+    key = OPTION_SERIES_KEY if "ticker" in frame.columns else GRID_SERIES_KEY
+    dataset = dataset_from_frame(frame, feats, SeriesHistory.from_rows(features_df, key))
+    return train_model(dataset, model_name, **kwargs)
+
+
+def train_model(
+    dataset: TrainingDataset,
+    model_name: str,
+    *,
     n_trials: int = 20,
     timeout: float | None = None,
     seed: int = 0,
-    truth: pd.DataFrame | None = None,
-    feature_columns: list[str] | None = None,
     n_folds: int = 3,
     test_days: int = 20,
     purge_days: int = 1,
@@ -161,17 +218,19 @@ def train_and_evaluate(
     n_jobs: int = 1,
     shap_sample: int = 2000,
     limits: tuple[str, ...] = DEFAULT_LIMITS,
+    label: str | None = None,
 ) -> TrainingResult:
     """Tune on walk-forward folds, refit on all pre-test data, score the held-out test block.
 
-    ``features_df``: output of ``build_option_features`` (or ``build_grid_features``); ``targets_df``: of
-    ``build_targets`` (``build_grid_targets``); ``truth`` (sample market): rows keyed (trade_date, ticker)
-    with ``iv_next_optimal``. ``shap_sample=0`` skips SHAP. Test rows are never used for tuning or fitting,
-    and training rows whose target date falls inside the evaluated block are dropped (purge).
+    ``shap_sample=0`` skips the explanation. Test rows are never used for tuning or fitting, and training
+    rows whose target date falls inside the evaluated block are dropped (purge). The result keeps each
+    fold's validation predictions (out-of-fold) and the test predictions in :func:`prediction_table`'s
+    layout, labelled ``label`` (default: the model name).
     """
-    df = assemble_dataset(features_df, targets_df, truth)
-    feats = list(feature_columns) if feature_columns else _default_feature_columns(df)
-    has_opt = OPTIMAL in df.columns and df[OPTIMAL].notna().any()
+    df = dataset.frame
+    feats = list(dataset.feature_columns)
+    history = dataset.history
+    has_opt = dataset.has_floor
     splits = walk_forward_splits(df["trade_date"], n_folds=n_folds, test_days=test_days, purge_days=purge_days,
                                  min_train_days=min_train_days, val_days=val_days)
     test_start = splits.test[0]
@@ -179,16 +238,17 @@ def train_and_evaluate(
     dev = df.loc[dev_mask].reset_index(drop=True)
     y_dev = dev["iv_next"].to_numpy(float)
     best_params, summary = tune(model_name, dev, y_dev, dev["trade_date"], n_trials=n_trials, timeout=timeout,
-                                seed=seed, splits=splits, features=feats, n_jobs=n_jobs,
+                                seed=seed, splits=splits, features=feats, n_jobs=n_jobs, history=history,
                                 target_dates=dev["target_date"] if "target_date" in dev.columns else None)
 
-    fold_rows = []
+    fold_rows, oof = [], []
     for i, (tr_dates, va_dates) in enumerate(splits.folds):
         tr = _train_mask(dev, tr_dates, va_dates[0])
         va = dev["trade_date"].isin(va_dates).to_numpy()
         m = make_model(model_name, best_params, features=feats, seed=seed, n_jobs=n_jobs)
-        m.fit(dev.loc[tr], y_dev[tr])
-        p = m.predict(dev.loc[va])
+        m.fit(dev.loc[tr], y_dev[tr], history=history)
+        p = m.predict(dev.loc[va], history=history)
+        oof.append(_prediction_rows(dev.loc[va], p, "oof", i))
         opt = dev.loc[va, OPTIMAL] if has_opt else None
         fold_rows.append({"fold": i, "val_start": str(pd.Timestamp(va_dates[0]).date()),
                           "val_end": str(pd.Timestamp(va_dates[-1]).date()),
@@ -196,13 +256,13 @@ def train_and_evaluate(
     fold_metrics = pd.DataFrame(fold_rows)
 
     model = make_model(model_name, best_params, features=feats, seed=seed, n_jobs=n_jobs)
-    model.fit(dev, y_dev)
+    model.fit(dev, y_dev, history=history)
     test = df.loc[df["trade_date"].isin(splits.test)].reset_index(drop=True)
     keep = [c for c in (*KEY_COLUMNS, *GRID_KEY_COLUMNS, "underlying_ticker", "target_date") if c in test.columns]
     preds = test[list(dict.fromkeys(keep))].copy()
     preds[ANCHOR] = test[ANCHOR].to_numpy(float)
     preds["iv_next"] = test["iv_next"].to_numpy(float)
-    preds["pred"] = model.predict(test)
+    preds["pred"] = model.predict(test, history=history)
     if has_opt:
         preds[OPTIMAL] = test[OPTIMAL].to_numpy(float)
     test_metrics = regression_metrics(preds["iv_next"], preds["pred"], preds[ANCHOR],
@@ -220,11 +280,13 @@ def train_and_evaluate(
     plots = {"test_rmse_by_date.png": _plot_daily(daily, has_opt, model_name),
              "test_pred_vs_actual.png": _plot_scatter(preds)}
     importance = None
-    if shap_sample > 0 and getattr(model, "booster", None) is not None and len(test):
+    if shap_sample > 0 and len(test):
         sample = test.sample(n=min(shap_sample, len(test)), random_state=seed)
-        importance, beeswarm = shap_summary(model, sample)
-        plots["shap_beeswarm.png"] = beeswarm
-        plots["shap_importance.png"] = importance_bar_png(importance)
+        explained = model.explain(sample, history=history)
+        if explained is not None:
+            importance, explain_plots = explained
+            plots.update(explain_plots)
+    predictions = prediction_table(label or model_name, [*oof, _prediction_rows(test, preds["pred"], "test", -1)])
 
     period = {
         "data": f"{pd.Timestamp(df['trade_date'].min()).date()} .. {pd.Timestamp(df['trade_date'].max()).date()}",
@@ -245,4 +307,5 @@ def train_and_evaluate(
         split_table=splits.describe(), fold_metrics=fold_metrics, test_metrics=test_metrics,
         metrics_table=metrics_table, test_predictions=preds, daily_test_metrics=daily, shap_importance=importance,
         plots=plots, model_card=card, metadata=metadata, dataset=df, feature_columns=feats, settings=settings,
+        predictions=predictions,
     )

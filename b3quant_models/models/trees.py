@@ -22,7 +22,21 @@ from b3quant_models.models.base import ForecastModel
 EARLY_STOPPING_ROUNDS = 30
 
 
-class XGBoostModel(ForecastModel):
+class _TreeModel(ForecastModel):
+    """Row-wise tree models explained by exact TreeSHAP on their booster."""
+
+    booster: Any
+
+    def explain(self, X_sample: pd.DataFrame, history: Any = None) -> tuple[pd.DataFrame, dict[str, bytes]] | None:
+        if self.booster is None or not len(X_sample):
+            return None
+        from b3quant_models.models.explain import importance_bar_png, shap_summary  # shap/matplotlib: lazily
+
+        importance, beeswarm = shap_summary(self, X_sample)
+        return importance, {"shap_beeswarm.png": beeswarm, "shap_importance.png": importance_bar_png(importance)}
+
+
+class XGBoostModel(_TreeModel):
     name = "xgboost"
     _file = "model.ubj"
 
@@ -53,7 +67,7 @@ class XGBoostModel(ForecastModel):
         return {**p, "objective": "reg:squarederror", "tree_method": "hist", "nthread": self.n_jobs,
                 "seed": self.seed, "verbosity": 0}
 
-    def _fit_change(self, X, dy, X_val, dy_val) -> None:
+    def _fit_change(self, X, dy, X_val, dy_val, history=None) -> None:
         dtrain = xgb.DMatrix(self._matrix(X), label=dy, feature_names=self.features)
         kw: dict[str, Any] = {}
         if X_val is not None:
@@ -65,7 +79,7 @@ class XGBoostModel(ForecastModel):
             # keep only the trees up to the best round so predict, save and SHAP all see the same model
             self.booster = self.booster[: self.booster.best_iteration + 1]
 
-    def _predict_change(self, X: pd.DataFrame) -> np.ndarray:
+    def _predict_change(self, X: pd.DataFrame, history=None) -> np.ndarray:
         if self.booster is None:
             raise RuntimeError("model is not fitted")
         return self.booster.predict(xgb.DMatrix(self._matrix(X), feature_names=self.features))
@@ -83,7 +97,7 @@ class XGBoostModel(ForecastModel):
         return {"xgboost_version": xgb.__version__}
 
 
-class LightGBMModel(ForecastModel):
+class LightGBMModel(_TreeModel):
     name = "lightgbm"
     _file = "model.txt"
 
@@ -115,7 +129,7 @@ class LightGBMModel(ForecastModel):
         return {**p, "objective": "regression", "num_threads": self.n_jobs, "seed": self.seed,
                 "deterministic": True, "force_row_wise": True, "verbosity": -1}
 
-    def _fit_change(self, X, dy, X_val, dy_val) -> None:
+    def _fit_change(self, X, dy, X_val, dy_val, history=None) -> None:
         params = self._booster_params()
         train = lgb.Dataset(self._matrix(X), label=dy, feature_name=self.features, params={"verbosity": -1},
                             free_raw_data=True)
@@ -129,7 +143,7 @@ class LightGBMModel(ForecastModel):
             best = self.booster.best_iteration
             self.booster = lgb.Booster(model_str=self.booster.model_to_string(num_iteration=best))
 
-    def _predict_change(self, X: pd.DataFrame) -> np.ndarray:
+    def _predict_change(self, X: pd.DataFrame, history=None) -> np.ndarray:
         if self.booster is None:
             raise RuntimeError("model is not fitted")
         return np.asarray(self.booster.predict(self._matrix(X), num_threads=self.n_jobs))

@@ -14,6 +14,8 @@ from b3quant_models.models.splits import WalkForwardSplits, walk_forward_splits
 if TYPE_CHECKING:
     import optuna  # imported in tune(): a second-long import that only tuning needs
 
+    from b3quant_models.features.history import SeriesHistory
+
 
 def fold_masks(dates: Any, splits: WalkForwardSplits, target_dates: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Boolean row masks (train, val) per fold for a per-row ``dates`` array.
@@ -51,6 +53,7 @@ def tune(
     n_jobs: int = 1,
     split_kwargs: dict[str, Any] | None = None,
     target_dates: Any = None,
+    history: SeriesHistory | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Minimise the mean validation RMSE over walk-forward folds; returns (best_params, study_summary).
 
@@ -58,6 +61,8 @@ def tune(
     whose early folds already lag the median trial. TPESampler(seed) + single-process optimisation +
     deterministic models make the search reproducible when ``timeout`` does not cut it short. ``X``/``y``/
     ``dates`` must contain only rows dated before the test block (pass ``splits`` or ``split_kwargs``).
+    ``history`` (a ``SeriesHistory`` covering X's rows) reaches models that look back, so a validation fold
+    arrives with its series' past (the rows before the fold, which the fold's training mask leaves out).
     """
     import optuna
 
@@ -71,8 +76,8 @@ def tune(
         scores = []
         for i, (tr, va) in enumerate(masks):
             model = make_model(model_name, params, features=features, seed=seed, n_jobs=n_jobs)
-            model.fit(X.loc[tr], y[tr])
-            scores.append(_rmse(model.predict(X.loc[va]), y[va]))
+            model.fit(X.loc[tr], y[tr], history=history)
+            scores.append(_rmse(model.predict(X.loc[va], history=history), y[va]))
             trial.report(float(np.mean(scores)), step=i)
             if trial.should_prune():
                 trial.set_user_attr("fold_rmse", scores)

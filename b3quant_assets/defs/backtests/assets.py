@@ -21,10 +21,10 @@ from b3quant_models.backtest.lookahead import lookahead_check
 from b3quant_models.backtest.metrics import summarize
 from b3quant_models.backtest.report import equity_curves_plot, strategy_report_plot
 from b3quant_models.backtest.strategies import TRUTH_NEXT, standard_strategies
+from b3quant_models.features.dataset import sample_market_truth
 from b3quant_models.models.tracking import log_training_run
 
 from ..ingestion.resources import CotahistFiles
-from ..models.assets import TRUTH_FILE
 from ..models.resources import MlflowTracking
 from ..shared.checks import png_markdown, table_preview
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
@@ -44,12 +44,9 @@ def report_dir() -> Path:
 
 
 def _truth(files: CotahistFiles) -> pd.DataFrame | None:
-    path = files.landing() / TRUTH_FILE
-    if not path.exists():
-        return None
-    t = pd.read_parquet(path, columns=["trade_date", "ticker", TRUTH_NEXT])
-    t["trade_date"] = pd.to_datetime(t["trade_date"]).astype("datetime64[ns]")
-    return t
+    """The sample market's true next-day IV (the oracle's input) from the truth file its manifest names
+    beside the ingested files; None on real data."""
+    return sample_market_truth(files.landing(), columns=(TRUTH_NEXT,))
 
 
 def _underlyings(underlying_quotes: pd.DataFrame) -> pd.DataFrame:

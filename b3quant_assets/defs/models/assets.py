@@ -5,16 +5,15 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from b3quant_models.features import (
-    FEATURES_SCHEMA,
-    GRID_KEY_COLUMNS,
-    KEY_COLUMNS,
-    build_grid_features,
-    build_grid_targets,
-    build_option_features,
-    build_targets,
+from b3quant_models.features import FEATURES_SCHEMA, build_option_features
+from b3quant_models.features.dataset import (
+    TrainingDataset,
+    grid_training_dataset,
+    option_training_dataset,
+    sample_market_truth,
 )
-from b3quant_models.models.training import OPTIMAL, train_and_evaluate
+from b3quant_models.models.training import train_model
+from b3quant_models.schemas import GRID_MODEL_PREDICTIONS, MODEL_PREDICTIONS
 
 from ..ingestion.resources import CotahistFiles
 from ..shared.checks import pandera_check_result, pandera_check_spec, png_markdown, table_preview
@@ -24,7 +23,6 @@ from .resources import MlflowTracking, model_store_dir
 GROUP = "models"
 LOOKBACK_SESSIONS = 40  # realized vol over 21 sessions and 5-day changes need ~a month of history
 HISTORY = dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_SESSIONS)
-TRUTH_FILE = "truth/option_iv.parquet"  # the sample market's ground truth, when present
 
 
 @dg.asset(
@@ -70,88 +68,49 @@ class TrainingConfig(dg.Config):
     window_sessions: int = 0  # 0: every stored session
 
 
-@dg.asset(group_name=GROUP, compute_kind="pandas")
+@dg.asset(group_name=GROUP, io_manager_key="model_io_manager", compute_kind="pandas")
 def training_set(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
     cotahist_files: CotahistFiles,
     option_features: pd.DataFrame,
     option_iv: pd.DataFrame,
-) -> pd.DataFrame:
-    """Features joined to the next session's IV of the same series (the target), over the stored
-    window; on the sample market also the ground-truth-optimal forecast (the floor)."""
-    targets = build_targets(option_iv)
-    df = option_features.merge(
-        targets[["trade_date", "ticker", "iv_next", "target_date"]], on=["trade_date", "ticker"], how="inner"
-    )
-    truth_path = cotahist_files.landing() / TRUTH_FILE  # beside the files that were ingested
-    if truth_path.exists():
-        truth = pd.read_parquet(truth_path, columns=["trade_date", "ticker", OPTIMAL])
-        truth["trade_date"] = pd.to_datetime(truth["trade_date"]).astype("datetime64[ns]")
-        df = df.merge(truth.drop_duplicates(["trade_date", "ticker"]), on=["trade_date", "ticker"], how="left")
-    if config.window_sessions:
-        keep = sorted(df["trade_date"].unique())[-config.window_sessions :]
-        df = df[df["trade_date"].isin(keep)]
-    df = df.sort_values(["trade_date", "ticker"]).reset_index(drop=True)
-    context.add_output_metadata(
-        {
-            "rows": len(df),
-            "sessions": int(df["trade_date"].nunique()),
-            "first_day": str(df["trade_date"].min().date()) if len(df) else "",
-            "last_day": str(df["trade_date"].max().date()) if len(df) else "",
-            "has_optimal_floor": OPTIMAL in df.columns,
-        }
-    )
-    return df
-
+) -> TrainingDataset:
+    """Features joined to the next session's IV of the same series (the target), over the stored window; on
+    the sample market also the ground-truth-optimal forecast (the floor), from the truth file its manifest
+    names beside the ingested files. A ``TrainingDataset`` (with the series history) the model assets use as is."""
+    truth = sample_market_truth(cotahist_files.landing())
+    ds = option_training_dataset(option_features, option_iv, truth, window_sessions=config.window_sessions)
+    context.add_output_metadata(ds.summary())
+    return ds
 
 
 @dg.asset(
     group_name=GROUP,
     ins={"surface_grid_points": dg.AssetIn(), "underlying_quotes": dg.AssetIn()},
+    io_manager_key="model_io_manager",
     compute_kind="pandas",
 )
 def grid_training_set(
     context: dg.AssetExecutionContext, surface_grid_points: pd.DataFrame, underlying_quotes: pd.DataFrame
-) -> pd.DataFrame:
+) -> TrainingDataset:
     """Per surface-grid point (underlying × tenor × delta) and day: features and the next session's IV
     at the same point — the fixed-shape target the sequence and vision models will share.
 
-    Only points inside the quoted range on both days are kept: an extrapolated point (long tenors,
-    far wings) is an artifact of the fit, and its day-to-day change is mostly fit noise (measured on
-    the sample market: 16 vol points RMSE at 252 days against 2 at 21 days)."""
-    feats = build_grid_features(surface_grid_points, underlying_quotes)
-    targets = build_grid_targets(surface_grid_points)[[*GRID_KEY_COLUMNS, "iv_next", "target_date"]]
-    df = feats.merge(targets, on=GRID_KEY_COLUMNS, how="inner")
-    point = GRID_KEY_COLUMNS[1:]
-    flags = surface_grid_points.rename(
-        columns={"trade_date": "target_date", "extrapolated": "extrap_next"}
-    )[["target_date", *point, "extrap_next"]]
-    df = df.merge(flags, on=["target_date", *point], how="left")
-    quoted = (df["extrapolated"] == 0) & df["extrap_next"].eq(False)
-    out = df[quoted].drop(columns=["extrap_next"]).sort_values(GRID_KEY_COLUMNS).reset_index(drop=True)
-    context.add_output_metadata(
-        {
-            "rows": len(out),
-            "dropped_extrapolated_rows": int((~quoted).sum()),
-            "sessions": int(out["trade_date"].nunique()) if len(out) else 0,
-        }
-    )
-    return out
+    Only points inside the quoted range on both days are kept (``grid_training_dataset`` says why)."""
+    ds = grid_training_dataset(surface_grid_points, underlying_quotes)
+    context.add_output_metadata({k: ds.summary()[k] for k in ("rows", "dropped_extrapolated_rows", "sessions")})
+    return ds
 
 
-def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: TrainingConfig, ts: pd.DataFrame, mlflow):
-    """Train registry model ``kind``; ``name`` labels the run, the saved model and the comparison row."""
-    keys = KEY_COLUMNS if "ticker" in ts.columns else GRID_KEY_COLUMNS
-    targets = ts[[*keys, "iv", "iv_next", "target_date"]]
-    truth = ts[[*keys, OPTIMAL]] if OPTIMAL in ts.columns else None
-    features = ts.drop(columns=[c for c in ("iv_next", "target_date", OPTIMAL) if c in ts.columns])
+def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: TrainingConfig, ds: TrainingDataset,
+           mlflow):
+    """Train registry model ``kind``; ``name`` labels the run, the saved model, the comparison and prediction rows."""
     context.log.info(f"tuning {name}: {config.n_trials} Optuna trials (timeout {config.timeout_s:.0f} s)")
-    res = train_and_evaluate(
-        features, targets, kind, n_trials=config.n_trials, timeout=config.timeout_s, seed=config.seed,
-        truth=truth, n_folds=config.n_folds, test_days=config.test_days, val_days=config.val_days,
-        purge_days=config.purge_days,
-        min_train_days=config.min_train_days, shap_sample=config.shap_sample,
+    res = train_model(
+        ds, kind, n_trials=config.n_trials, timeout=config.timeout_s, seed=config.seed,
+        n_folds=config.n_folds, test_days=config.test_days, val_days=config.val_days, purge_days=config.purge_days,
+        min_train_days=config.min_train_days, shap_sample=config.shap_sample, label=name,
     )  # fmt: skip
     run_id = res.log_to_mlflow(
         mlflow.uri(), mlflow.experiment, tags={"dagster_run_id": context.run_id, "asset": context.asset_key.path[-1]},
@@ -181,6 +140,8 @@ def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: Trai
         "fold_metrics": res.fold_metrics,
         "best_params": res.best_params,
         "metadata": res.metadata,
+        "history_length": res.model.history_length,
+        "predictions": res.predictions,  # oof + test rows: the model_predictions tables
     }
 
 
@@ -203,7 +164,9 @@ def _model_asset(name: str, dataset: str = "training_set", suffix: str = "_model
     return _asset
 
 
-TRAINED_MODELS = ("xgboost", "lightgbm")  # per option series: what the service predicts and promotion picks
+# per option series: what the service predicts and promotion picks; series_ar is the small reference model
+# that reads each series' history (the path the sequence models take)
+TRAINED_MODELS = ("xgboost", "lightgbm", "series_ar")
 GRID_MODELS = ("xgboost",)  # per grid point
 
 
@@ -242,6 +205,32 @@ def model_comparison(context: dg.AssetExecutionContext, **models) -> pd.DataFram
         }
     )
     return table
+
+
+def _predictions_asset(name: str, models: tuple[str, ...], suffix: str, schema):
+    @dg.asset(
+        name=name,
+        group_name=GROUP,
+        ins={f"{m}{suffix}": dg.AssetIn(f"{m}{suffix}") for m in models},
+        check_specs=[pandera_check_spec(name)],
+        compute_kind="pandas",
+        description=f"Out-of-fold (split='oof') and held-out test (split='test') forecasts of every {suffix[1:]} "
+        "asset, one row per model, series and decision day: what the stacking ensemble trains on (oof only) "
+        "and the backtests trade. Columns: docs/models.md.",
+    )
+    def _asset(context: dg.AssetExecutionContext, **trained):
+        table = pd.concat([m["predictions"] for m in trained.values()], ignore_index=True)
+        counts = table.groupby(["model", "split"]).size().rename("rows").reset_index()
+        yield dg.Output(table, metadata={"rows": len(table), "by_model": dg.MetadataValue.md(
+            counts.to_markdown(index=False)), "preview": table_preview(table)})
+        yield pandera_check_result(name, schema, table)
+
+    return _asset
+
+
+model_predictions = _predictions_asset("model_predictions", TRAINED_MODELS, "_model", MODEL_PREDICTIONS)
+grid_model_predictions = _predictions_asset("grid_model_predictions", GRID_MODELS, "_grid_model",
+                                            GRID_MODEL_PREDICTIONS)
 
 
 def comparison_plot(table: pd.DataFrame) -> bytes:

@@ -1,11 +1,21 @@
 import dagster as dg
 
 from ..shared.resources import data_dir
-from .assets import grid_model_assets, grid_training_set, model_assets, model_comparison, option_features, training_set
+from .assets import (
+    grid_model_assets,
+    grid_model_predictions,
+    grid_training_set,
+    model_assets,
+    model_comparison,
+    model_predictions,
+    option_features,
+    training_set,
+)
 from .resources import MlflowTracking
 
 defs = dg.Definitions(
-    assets=[option_features, training_set, grid_training_set, *model_assets, *grid_model_assets, model_comparison],
+    assets=[option_features, training_set, grid_training_set, *model_assets, *grid_model_assets, model_comparison,
+            model_predictions, grid_model_predictions],
     resources={
         "mlflow": MlflowTracking(),
         "model_io_manager": dg.FilesystemIOManager(base_dir=str(data_dir() / "dagster_storage")),

@@ -4,9 +4,9 @@ The gate and the store live in the library (``b3quant_models.models.promotion``)
 """
 
 import dagster as dg
-import pandas as pd
 
 from b3quant_models import settings
+from b3quant_models.features.dataset import TrainingDataset
 from b3quant_models.models.promotion import promote_best
 
 from ..models.assets import TRAINED_MODELS
@@ -32,14 +32,16 @@ class BentoModelStore(dg.ConfigurableResource):
     compute_kind="bentoml",
 )
 def promoted_model(
-    context: dg.AssetExecutionContext, bento_store: BentoModelStore, training_set: pd.DataFrame, **models
+    context: dg.AssetExecutionContext, bento_store: BentoModelStore, training_set: TrainingDataset, **models
 ):
     """Promote the validation winner to the BentoML store as ``b3quant_iv_forecaster`` when it beats the
     current production model on the held-out block (backtests will join this gate when they exist)."""
     candidates = {m["model_name"]: m for m in models.values()}
     first = next(iter(candidates.values()))
-    test_rows = training_set[training_set["trade_date"].between(first["test_start"], first["test_end"])]
-    decision = promote_best(candidates, test_rows, bento_store.path(), metadata={"dagster_run_id": context.run_id})
+    ds = training_set
+    test_rows = ds.frame[ds.frame["trade_date"].between(first["test_start"], first["test_end"])]
+    decision = promote_best(candidates, test_rows, bento_store.path(), metadata={"dagster_run_id": context.run_id},
+                            history=ds.history)
     context.log.info(f"promotion: {decision['reason']}")
     context.add_output_metadata(
         {
