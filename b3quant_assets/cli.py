@@ -113,6 +113,19 @@ def _print_summary(summary, data: Path) -> None:
     )
 
 
+def session_blocks(days: list[dt.date], all_sessions) -> list[tuple[dt.date, dt.date]]:
+    """``days`` as runs of consecutive B3 sessions: one Dagster range run each (a range run covers
+    every session between its ends, so scattered days go in several runs)."""
+    index = {d: i for i, d in enumerate(all_sessions)}
+    blocks: list[list[dt.date]] = []
+    for d in days:
+        if blocks and index[d] == index[blocks[-1][-1]] + 1:
+            blocks[-1].append(d)
+        else:
+            blocks.append([d])
+    return [(b[0], b[-1]) for b in blocks]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Real sessions from the landing folder (B3's files downloaded for missing days unless offline)."""
     data = _set_env(args.data_dir, offline=args.offline)
@@ -130,6 +143,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SystemExit(f"no B3 session between {start} and {end}")
     landing = Path(default_landing_dir())
     missing = [d for d in days if find_landing_file(landing, d) is None]
+    if args.landed:
+        days = [d for d in days if d not in set(missing)]
+        if not days:
+            raise SystemExit(f"no COTAHIST file in {landing} for a session between {start} and {end}")
+        missing = []
     if offline():
         if missing:
             shown = ", ".join(map(str, missing[:10])) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
@@ -139,14 +157,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         if not landing_rates_files(landing):
             raise SystemExit(f"offline and no rates file in {landing}: add one of {', '.join(RATES_FILE_NAMES)}")
+        from b3quant_models.sources.rates import RateError, rates_for_days, read_landing_rates
+
+        try:  # before any step runs: a missing rate would fail risk_free_rate after ingestion
+            rates_for_days(read_landing_rates(landing), days)
+        except RateError as e:
+            raise SystemExit(f"offline and {e}") from None
     t0 = time.perf_counter()
     what = "every partitioned asset" + (" and the models" if args.models else "")
-    print(f"[1/1] materializing {what} for {len(days)} sessions {days[0]}..{days[-1]} from {landing}")
+    blocks = session_blocks(days, sessions(start, end))
+    print(f"materializing {what} for {len(days)} sessions {days[0]}..{days[-1]} from {landing}")
     if missing:
         print(f"      {len(missing)} session(s) not in the landing folder will be downloaded from B3")
-    from b3quant_assets.demo import run_demo
+    from b3quant_assets.demo import merge_summaries, run_demo
 
-    summary = run_demo(days[0], days[-1], log_level=args.log_level, models=args.models)
+    summaries = []
+    for i, (a, b) in enumerate(blocks, 1):
+        last = i == len(blocks)
+        print(f"[{i}/{len(blocks)}] sessions {a}..{b}" + (" and the models" if args.models and last else ""))
+        summaries.append(run_demo(a, b, log_level=args.log_level, models=args.models and last))
+        if not summaries[-1].ok:
+            break
+    summary = merge_summaries(summaries)
     _print_summary(summary, data)
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0 if summary.ok else 1
@@ -213,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--end", default=None, help="last session, YYYY-MM-DD (default: --start)")
     ru.add_argument("--models", action="store_true", help="also train, compare and promote the models")
     ru.add_argument("--offline", action="store_true", help="never download: every file must be in the landing folder")
+    ru.add_argument(
+        "--landed",
+        action="store_true",
+        help="only the sessions of the range whose file is in the landing folder (scattered days: one run per "
+        "block of consecutive sessions); no COTAHIST file is downloaded",
+    )
     ru.add_argument("--data-dir", default=None, help="data folder (default $B3Q_DATA_DIR or ./data)")
     ru.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO: one line per step)")
     ru.set_defaults(func=cmd_run)

@@ -41,6 +41,23 @@ class DemoSummary:
         return "\n".join(lines)
 
 
+def merge_summaries(summaries: list[DemoSummary]) -> DemoSummary:
+    """One summary for several runs over one database (``b3q run --landed`` over scattered sessions):
+    every run's checks and failures; tables, promotion and reports as the last run left them."""
+    last = summaries[-1]
+    return DemoSummary(
+        ok=all(s.ok for s in summaries),
+        database=last.database,
+        run_id=", ".join(s.run_id for s in summaries),
+        tables=last.tables,
+        checks=[c for s in summaries for c in s.checks],
+        failures=[f for s in summaries for f in s.failures],
+        promotion=last.promotion,
+        skipped=last.skipped,
+        reports=last.reports,
+    )
+
+
 def partitioned_and_global_assets(defs: dg.Definitions):
     """Split the code location's assets into trading-day partitioned and unpartitioned ones."""
     graph = defs.resolve_asset_graph()
