@@ -156,6 +156,10 @@ def _split_records(chunk: bytes) -> tuple[np.ndarray, np.ndarray, list[tuple[int
     for i, line in enumerate(lines):
         if line.endswith(b"\r"):
             line = line[:-1]
+        if len(line) < RECORD_LENGTH and line[:2] in (b"00", b"99"):
+            # Header and trailer are space-padded to 245 bytes; a tool that strips trailing blanks
+            # (editors, some copies) leaves them short with nothing lost.
+            line = line.ljust(RECORD_LENGTH)
         if len(line) == RECORD_LENGTH:
             good_idx.append(i)
             good.append(line)
