@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from ..shared.checks import days_complete_result, days_complete_spec, png_markdown
+from ..shared.metadata import per_partition_metadata, rounded
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from ..shared.resources import data_dir
 from .assets import GROUP
@@ -61,19 +62,10 @@ def iv_surface(context: dg.AssetExecutionContext, option_iv: pd.DataFrame):
     params, violations = fit_surfaces_by_day(quotes)
     p, v = _stack(params), _stack(violations)
     fitted = p[p["status"] == "ok"] if len(p) else p
-    status = p["status"].value_counts().rename_axis("status").reset_index(name="slices") if len(p) else p
-    yield dg.Output(
-        p,
-        output_name="iv_surface",
-        metadata={
-            "slices": len(p),
-            "fitted_slices": len(fitted),
-            "median_rmse_vol_pts": float(fitted["rmse_vol_pts"].median()) if len(fitted) else float("nan"),
-            "repaired_slices": int(p["repaired"].sum()) if len(p) else 0,
-            "status": dg.MetadataValue.md(status.to_markdown(index=False) if len(status) else "_none_"),
-        },
-    )
-    yield dg.Output(v, output_name="surface_arbitrage", metadata={"findings": len(v)})
+    per_partition_metadata(context, p, lambda g, day: _surface_metadata(g), asset_key="iv_surface")
+    per_partition_metadata(context, v, lambda g, day: _arbitrage_metadata(g), asset_key="surface_arbitrage")
+    yield dg.Output(p, output_name="iv_surface", metadata=_surface_metadata(p))
+    yield dg.Output(v, output_name="surface_arbitrage", metadata=_arbitrage_metadata(v))
     counts = fitted.groupby("trade_date").size() if len(fitted) else pd.Series(dtype=int)
     yield days_complete_result(
         "iv_surface", "every_day_has_fitted_slices", partition_days(context), counts, "fitted slices", context
@@ -90,6 +82,30 @@ def iv_surface(context: dg.AssetExecutionContext, option_iv: pd.DataFrame):
                 "sample": dg.MetadataValue.md(found.head(10).to_markdown(index=False) if len(found) else "_none_"),
             },
         )
+
+
+def _surface_metadata(p: pd.DataFrame) -> dict:
+    """iv_surface's numbers for a run's or a day's slices."""
+    fitted = p[p["status"] == "ok"] if len(p) else p
+    status = p["status"].value_counts().rename_axis("status").reset_index(name="slices") if len(p) else p
+    return rounded({
+        "slices": len(p),
+        "fitted_slices": len(fitted),
+        "median_rmse_vol_pts": float(fitted["rmse_vol_pts"].median()) if len(fitted) else float("nan"),
+        "repaired_slices": int(p["repaired"].sum()) if len(p) else 0,
+        "status": dg.MetadataValue.md(status.to_markdown(index=False) if len(status) else "_none_"),
+    })
+
+
+def _arbitrage_metadata(v: pd.DataFrame) -> dict:
+    """Findings before repair (``raw_fit``) and remaining after it (``final``), per check."""
+    stage = v["stage"] if len(v) and "stage" in v.columns else pd.Series(dtype=str)
+    meta: dict = {"findings": len(v), "raw_fit_findings": int((stage == "raw_fit").sum()),
+                  "final_findings": int((stage == "final").sum())}
+    if len(v) and "check" in v.columns:
+        t = v.groupby(["stage", "check"]).size().rename("findings").reset_index()
+        meta["by_stage_and_check"] = dg.MetadataValue.md(t.to_markdown(index=False))
+    return meta
 
 
 @dg.asset(
@@ -121,10 +137,12 @@ def surface_grid_points(context: dg.AssetExecutionContext, iv_surface: pd.DataFr
                 path.write_bytes(png)
                 plots[und] = (png, path)
     grid = _stack(grids)
-    meta: dict = {
+    meta: dict = rounded({
         "points": len(grid),
         "extrapolated_share": float(grid["extrapolated"].mean()) if len(grid) else 0.0,
-    }
+    })
+    per_partition_metadata(context, grid, lambda g, day: {
+        "points": len(g), "extrapolated_share": float(g["extrapolated"].mean()) if len(g) else 0.0})
     if plots:
         meta["plots"] = dg.MetadataValue.path(str(next(iter(plots.values()))[1].parent))
         # Output metadata is copied onto every partition of a range run; the pictures (~80 kB each)

@@ -17,6 +17,7 @@ from b3quant_models.schemas import GRID_MODEL_PREDICTIONS, MODEL_PREDICTIONS
 
 from ..ingestion.resources import CotahistFiles
 from ..shared.checks import pandera_check_result, pandera_check_spec, png_markdown, table_preview
+from ..shared.metadata import per_partition_metadata
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from .resources import MlflowTracking, model_store_dir
 
@@ -49,6 +50,7 @@ def option_features(
     feats = build_option_features(option_iv, iv_surface, underlying_quotes)
     days = pd.to_datetime(partition_days(context))
     out = feats[feats["trade_date"].isin(days)].reset_index(drop=True)
+    per_partition_metadata(context, out, lambda g, day: {"rows": len(g), "preview": table_preview(g)})
     yield dg.Output(out, metadata={"rows": len(out), "features": len(out.columns), "preview": table_preview(out)})
     yield pandera_check_result("option_features", FEATURES_SCHEMA, out)
 
