@@ -12,6 +12,8 @@ from ..shared.resources import data_dir
 from .assets import GROUP
 
 MAX_PLOTS_IN_METADATA = 6  # the last day's plots, inline; every plot is also written to data/plots
+MAX_RAW_FINDINGS_PER_SLICE = 1.0  # arbitrage_repaired: raw-fit findings per fitted slice before repair
+MAX_EXTRAPOLATED_SHARE = 0.5  # grid_mostly_quoted: a day's grid points outside the quoted range
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -47,6 +49,11 @@ def _by_day(df: pd.DataFrame):
             "no_calendar_arbitrage", asset="iv_surface", description="total variance non-decreasing in maturity"
         ),
         days_complete_spec("iv_surface", "every_day_has_fitted_slices", "fitted surface slices"),
+        dg.AssetCheckSpec(
+            "arbitrage_repaired", asset="surface_arbitrage", blocking=False,
+            description="No finding left after repair (stage 'final'), and raw-fit findings per fitted slice "
+            f"at most {MAX_RAW_FINDINGS_PER_SLICE} (more means the fitter itself regressed).",
+        ),
     ],
     group_name=GROUP,
     compute_kind="scipy",
@@ -70,6 +77,7 @@ def iv_surface(context: dg.AssetExecutionContext, option_iv: pd.DataFrame):
     yield days_complete_result(
         "iv_surface", "every_day_has_fitted_slices", partition_days(context), counts, "fitted slices", context
     )
+    yield arbitrage_check(v, len(fitted))
     checks = (("no_butterfly_arbitrage", butterfly_violations), ("no_calendar_arbitrage", calendar_violations))
     for name, finder in checks:
         found = _stack([finder(g[g["status"] == "ok"]).assign(trade_date=d) for d, g in _by_day(p)])
@@ -108,10 +116,55 @@ def _arbitrage_metadata(v: pd.DataFrame) -> dict:
     return meta
 
 
+def arbitrage_check(v: pd.DataFrame, fitted_slices: int) -> dg.AssetCheckResult:
+    """``arbitrage_repaired`` on the run's findings (see its spec)."""
+    stage = v["stage"] if len(v) else pd.Series(dtype=str)
+    final = v[stage == "final"] if len(v) else v
+    raw_per_slice = float((stage == "raw_fit").sum() / fitted_slices) if fitted_slices else 0.0
+    days = sorted({str(pd.Timestamp(d).date()) for d in final["trade_date"]}) if len(final) else []
+    return dg.AssetCheckResult(
+        asset_key="surface_arbitrage",
+        check_name="arbitrage_repaired",
+        passed=not len(final) and raw_per_slice <= MAX_RAW_FINDINGS_PER_SLICE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=rounded({
+            "final_findings": len(final),
+            "raw_fit_findings_per_fitted_slice": raw_per_slice,
+            "days_with_final_findings": ", ".join(days[:20]) + (" ..." if len(days) > 20 else "") or "none",
+        }),
+    )
+
+
+def extrapolation_check(grid: pd.DataFrame) -> dg.AssetCheckResult:
+    """``grid_mostly_quoted``: every day's extrapolated share at most :data:`MAX_EXTRAPOLATED_SHARE`."""
+    share = grid.groupby("trade_date")["extrapolated"].mean() if len(grid) else pd.Series(dtype=float)
+    bad = share[share > MAX_EXTRAPOLATED_SHARE]
+    return dg.AssetCheckResult(
+        asset_key="surface_grid_points",
+        check_name="grid_mostly_quoted",
+        passed=bad.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=rounded({
+            "extrapolated_share": float(grid["extrapolated"].mean()) if len(grid) else 0.0,
+            "max_day_share": float(share.max()) if len(share) else 0.0,
+            "days_over_limit": len(bad),
+            "worst_days": ", ".join(f"{pd.Timestamp(d).date()} ({s:.0%})" for d, s in
+                                    bad.sort_values(ascending=False).head(10).items()) or "none",
+        }),
+    )
+
+
 @dg.asset(
     partitions_def=trading_day_partitions,
     backfill_policy=single_run_backfill,
     metadata={"partition_expr": "trade_date"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "grid_mostly_quoted", asset="surface_grid_points", blocking=False,
+            description=f"Each day at most {MAX_EXTRAPOLATED_SHARE:.0%} of the grid's points extrapolated beyond "
+            "the quoted strikes and expiries (the models train on quoted points only).",
+        ),
+    ],
     group_name=GROUP,
     compute_kind="numpy",
 )
@@ -151,5 +204,6 @@ def surface_grid_points(context: dg.AssetExecutionContext, iv_surface: pd.DataFr
         context.log_event(
             dg.AssetObservation(asset_key="surface_grid_points", partition=str(days[-1].date()), metadata=images)
         )
-    return dg.Output(grid, metadata=meta)
+    yield dg.Output(grid, metadata=meta)
+    yield extrapolation_check(grid)
 

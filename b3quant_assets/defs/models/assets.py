@@ -199,11 +199,15 @@ def model_comparison(context: dg.AssetExecutionContext, **models) -> pd.DataFram
         t.insert(1, "trained_model", m["model_name"])
         t["mlflow_run_id"] = m["mlflow_run_id"]
         rows.append(t)
-    table = pd.concat(rows, ignore_index=True)
+    from b3quant_models.models.comparison import flag_losers
+
+    table = flag_losers(pd.concat(rows, ignore_index=True))  # beats_persistence on each model's own row
+    losers = table.loc[table["beats_persistence"].eq(False).fillna(False), "trained_model"].tolist()
     context.add_output_metadata(
         {
-            "comparison": dg.MetadataValue.md(table.to_markdown(index=False)),
-            "plot": png_markdown(comparison_plot(table), "RMSE by model"),
+            "comparison": dg.MetadataValue.md(table.round(4).to_markdown(index=False)),
+            "plot": png_markdown(comparison_plot(table), "held-out RMSE, MAE and bias by model"),
+            "losing_to_persistence": ", ".join(losers) if losers else "none",
         }
     )
     return table
@@ -236,21 +240,8 @@ grid_model_predictions = _predictions_asset("grid_model_predictions", GRID_MODEL
 
 
 def comparison_plot(table: pd.DataFrame) -> bytes:
-    """Bar chart of test RMSE (vol points) per forecaster, persistence and the floor included."""
-    import io
+    """Every model (grid models too) beside persistence and the floor: RMSE, MAE and bias on zoomed axes,
+    losers to persistence flagged (``b3quant_models.models.comparison``)."""
+    from b3quant_models.models.comparison import comparison_plot as plot
 
-    from matplotlib.figure import Figure
-
-    table = table[table["target"] == table["target"].iloc[0]]  # the per-series models and their baselines
-    agg = table.groupby("forecaster", sort=False)["rmse_vol_pts"].first()
-    fig = Figure(figsize=(6, 3.2), dpi=110)
-    ax = fig.subplots()
-    ax.bar(agg.index.astype(str), agg.to_numpy(), color="#4c72b0")
-    ax.set_ylabel("test RMSE (vol points)")
-    ax.set_title("Next-day IV forecast: held-out RMSE")
-    for i, v in enumerate(agg.to_numpy()):
-        ax.annotate(f"{v:.3f}", (i, v), ha="center", va="bottom", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return plot(table)
