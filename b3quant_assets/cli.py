@@ -179,6 +179,8 @@ def session_blocks(days: list[dt.date], all_sessions) -> list[tuple[dt.date, dt.
 def cmd_run(args: argparse.Namespace) -> int:
     """Real sessions from the landing folder (B3's files downloaded for missing days unless offline)."""
     data = _set_env(args.data_dir, offline=args.offline)
+    # Before the partitions are declared (on import): they start at the folder's first session.
+    settings.record_sessions(dt.date.fromisoformat(args.start))
     from b3quant_assets.defs.shared.partitions import trading_day_partitions
     from b3quant_assets.defs.shared.resources import default_landing_dir, offline
     from b3quant_models.calendar import sessions
@@ -187,6 +189,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     start = _date("--start", args.start)
     end = _date("--end", args.end or args.start)
+    from b3quant_assets.defs.shared.partitions import PARTITIONS_START
+
+    if start < PARTITIONS_START:
+        raise UserError(f"--start {start} is before the first partition {PARTITIONS_START} (B3Q_FIRST_SESSION)")
     keys = set(trading_day_partitions.get_partition_keys())
     days = [d for d in sessions(start, end) if str(d) in keys]
     if not days:
@@ -254,6 +260,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         manifest = SampleMarketManifest.load(landing)
         print(f"[1/2] sample market already in {landing} (seed {config.seed}); use --fresh to regenerate")
     first, last = manifest.start, manifest.end
+    # The partitions (declared when the code location loads, here and in `dagster dev`) cover this market only.
+    settings.record_sessions(first, last, widen=False)
 
     from b3quant_assets.demo import run_demo
 

@@ -27,6 +27,7 @@ from b3quant_models.models.tracking import log_training_run
 from ..ingestion.resources import CotahistFiles
 from ..models.resources import MlflowTracking
 from ..shared.checks import png_markdown, table_preview
+from ..shared.metadata import per_partition_metadata
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from ..shared.resources import data_dir
 from .resources import MAX_HOLD_DAYS, BacktestSettings
@@ -101,6 +102,9 @@ def backtest_books(
     else:
         daily = cmp.daily[cmp.daily["trade_date"].isin(days)].reset_index(drop=True)
         positions = cmp.positions[cmp.positions["trade_date"].isin(days)].reset_index(drop=True)
+    for key, frame in (("backtest_daily_pnl", daily), ("backtest_positions", positions)):
+        per_partition_metadata(context, frame, lambda g, day: {"rows": len(g), "preview": table_preview(g)},
+                               asset_key=key)
     yield dg.Output(daily, "backtest_daily_pnl", metadata={"rows": len(daily), "preview": table_preview(daily)})
     yield dg.Output(positions, "backtest_positions", metadata={"rows": len(positions),
                                                                "preview": table_preview(positions)})  # fmt: skip
