@@ -95,15 +95,10 @@ def model_version(tracking_uri: str, name: str, run_id: str) -> str | None:
     return max((v.version for v in found), key=int, default=None)
 
 
-def crown_champion(tracking_uri: str, model_name: str, run_id: str, *, bentoml_tag: str,
-                   tags: dict[str, str] | None = None) -> dict[str, str]:
-    """Give the version of ``b3q-<model_name>`` that ``run_id`` logged the ``champion`` alias and the
-    ``bentoml_tag`` tag (registering the run's model first when it has no version). Returns its name,
-    version and alias for the promotion's metadata."""
-    from mlflow import MlflowClient
-
+def ensure_model_version(tracking_uri: str, model_name: str, run_id: str) -> tuple[str, str]:
+    """(registered name, version) of ``b3q-<model_name>`` logged by ``run_id``; a run logged without
+    registering (or by an older version of this code) has its ``model`` registered now."""
     name = registered_model_name(model_name)
-    client = MlflowClient(tracking_uri)
     version = model_version(tracking_uri, name, run_id)
     if version is None:
         import mlflow
@@ -114,8 +109,30 @@ def crown_champion(tracking_uri: str, model_name: str, run_id: str, *, bentoml_t
             version = mlflow.register_model(f"runs:/{run_id}/{MODEL_ARTIFACT}", name).version
         finally:
             mlflow.set_tracking_uri(previous)
+    return name, str(version)
+
+
+def crown_champion(tracking_uri: str, name: str, version: str, *, bentoml_tag: str,
+                   tags: dict[str, str] | None = None) -> dict[str, str]:
+    """Move the ``champion`` alias of registered model ``name`` to ``version`` and tag that version with
+    the BentoML model it was promoted to (and ``tags``). Returns what the promotion's metadata shows."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     for key, value in {"bentoml_tag": bentoml_tag, **(tags or {})}.items():
         client.set_model_version_tag(name, version, key, str(value))
     return {"registered_model": name, "version": str(version), "alias": CHAMPION_ALIAS,
             "uri": f"models:/{name}@{CHAMPION_ALIAS}"}
+
+
+def champion(tracking_uri: str, model_name: str) -> Any | None:
+    """The registry's ``champion`` version of ``b3q-<model_name>`` (MLflow ModelVersion), else None."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient(tracking_uri).get_model_version_by_alias(registered_model_name(model_name),
+                                                                     CHAMPION_ALIAS)
+    except MlflowException:
+        return None

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from b3quant_models import settings
 from b3quant_models.models.mlflow_models import RAW_ARTIFACT, log_forecast_model
 
 if TYPE_CHECKING:
@@ -92,6 +93,26 @@ def relocate_local_store(db: str | Path) -> int:
                     con.execute(f"UPDATE {table} SET {col} = ? WHERE {col} = ?", (new, old))
         con.commit()
     return changed
+
+
+def stored_tracking_uri(tracking_uri: str) -> str:
+    """The tracking URI as metadata shows it: a SQLite store inside ``$B3Q_DATA_DIR`` as
+    ``sqlite:///$B3Q_DATA_DIR/…`` (no absolute path of this machine), anything else unchanged."""
+    if tracking_uri.startswith("sqlite:///"):
+        rel = settings.data_relative(tracking_uri.removeprefix("sqlite:///"))
+        if not Path(rel).is_absolute():
+            return f"sqlite:///$B3Q_DATA_DIR/{rel}"
+    return tracking_uri
+
+
+def run_url(tracking_uri: str, run_id: str) -> str:
+    """The MLflow UI page of a run: on the tracking server, else where ``mlflow ui`` serves this store
+    (``settings.mlflow_ui_url``)."""
+    from mlflow.tracking import MlflowClient
+
+    exp = MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else settings.mlflow_ui_url()
+    return f"{base}/#/experiments/{exp}/runs/{run_id}"
 
 
 def _default_artifact_location(tracking_uri: str) -> str | None:
