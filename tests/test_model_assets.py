@@ -141,7 +141,7 @@ def test_models_train_log_and_compare(
 
     # ... and in the MLflow registry the winner's version is the champion and names the BentoML tag
     champ = client.get_model_version_by_alias(f"b3q-{decision['winner']}", "champion")
-    assert champ.run_id == winner["mlflow_run_id"] and champ.version == bento_version
+    assert champ.run_id == winner["mlflow_run_id"] and str(champ.version) == bento_version
     assert champ.tags["bentoml_tag"] == decision["new_tag"] and champ.tags["dagster_run_id"] == res.run_id
     pmeta = res.asset_materializations_for_node("promoted_model")[0].metadata
     assert pmeta["dagster_run"].value == res.run_id and pmeta["mlflow_run_id"].value == winner["mlflow_run_id"]

@@ -92,7 +92,8 @@ def model_version(tracking_uri: str, name: str, run_id: str) -> str | None:
     from mlflow import MlflowClient
 
     found = MlflowClient(tracking_uri).search_model_versions(f"name='{name}' and run_id='{run_id}'")
-    return max((v.version for v in found), key=int, default=None)
+    best = max((int(v.version) for v in found), default=None)
+    return None if best is None else str(best)
 
 
 def ensure_model_version(tracking_uri: str, model_name: str, run_id: str) -> tuple[str, str]:

@@ -62,7 +62,7 @@ def relocate_local_store(db: str | Path) -> int:
     """Re-base the artifact URIs of a local SQLite store onto ``<db folder>/mlartifacts``; returns the
     number of rows changed (0 when nothing moved or there is no store yet).
 
-    The recorded root is read from the experiments' artifact locations (``…/mlartifacts/<id>``); every URI
+    The recorded root is read from the experiments' artifact locations (``…/mlartifacts[/…]``); every URI
     under that root, in ``file://`` or plain-path form, is rewritten. Locations elsewhere (S3, a server's
     ``mlflow-artifacts:``) are left alone.
     """
@@ -77,7 +77,8 @@ def relocate_local_store(db: str | Path) -> int:
             return 0
         roots = set()
         for (loc,) in con.execute("SELECT artifact_location FROM experiments"):
-            head, sep, _ = (loc or "").rpartition(f"/{ARTIFACTS}/")
+            loc = (loc or "").rstrip("/")
+            head, sep, _ = f"{loc}/".rpartition(f"/{ARTIFACTS}/")
             if sep:
                 roots.add(head + f"/{ARTIFACTS}")
         new_forms = (new_root.as_uri(), str(new_root))
