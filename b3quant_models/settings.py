@@ -15,6 +15,11 @@ environment on every call (tests and ``b3q`` set variables at run time). Stdlib 
 | ``DAGSTER_HOME`` | ``<project>/dagster_home`` when ``b3q`` sets it |
 | ``B3Q_FIRST_SESSION`` | ``first_session`` in ``$B3Q_DATA_DIR/partitions.json`` (``b3q`` writes it), else 2016-01-01 |
 | ``B3Q_LAST_SESSION`` | ``last_session`` of that file, else none (partitions run through today) |
+| ``B3Q_MLFLOW_UI_URL`` | ``MLFLOW_TRACKING_URI`` when it is a server, else ``http://127.0.0.1:5000`` (``mlflow ui``) |
+
+Stored paths (asset metadata, the saved-model folders promotion reads, what the model assets return) are
+written relative to ``B3Q_DATA_DIR`` with :func:`data_relative` and read back with :func:`resolve_data_path`,
+so a data folder can be moved or copied: point ``B3Q_DATA_DIR`` at the new place and everything follows.
 """
 
 from __future__ import annotations
@@ -118,3 +123,28 @@ def record_sessions(first: dt.date, last: dt.date | None = None, *, widen: bool 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
     return path
+
+
+def data_relative(path: str | Path) -> str:
+    """``path`` relative to ``$B3Q_DATA_DIR`` (POSIX form) when it lies inside it, else the absolute path:
+    what gets stored, so the folder can move."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(data_dir()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """A stored path back to a usable one: relative paths are taken from ``$B3Q_DATA_DIR``."""
+    p = Path(path)
+    return p if p.is_absolute() else data_dir() / p
+
+
+def mlflow_ui_url() -> str:
+    """Where a person opens MLflow (run links in asset metadata): ``$B3Q_MLFLOW_UI_URL``, else a server
+    ``MLFLOW_TRACKING_URI``, else the ``mlflow ui`` default on this machine."""
+    if url := os.environ.get("B3Q_MLFLOW_UI_URL"):
+        return url.rstrip("/")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"

@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from b3quant_models import settings
 from b3quant_models.backtest.compare import backtest_period, compare_strategies
 from b3quant_models.backtest.lookahead import lookahead_check
 from b3quant_models.backtest.metrics import summarize
@@ -208,7 +209,7 @@ def backtest_summary(
     meta = {
         "summary": dg.MetadataValue.md(_fmt(summary)) if len(summary) else dg.MetadataValue.md("_no predictions_"),
         "goal": dg.MetadataValue.md(_fmt(goal)) if len(goal) else dg.MetadataValue.md("_no model_"),
-        "report_dir": dg.MetadataValue.path(str(out_dir)),
+        "report_dir": dg.MetadataValue.path(settings.data_relative(out_dir)),  # relative to B3Q_DATA_DIR
     }
     if run_id:
         meta["mlflow_run_id"] = run_id

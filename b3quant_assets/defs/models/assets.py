@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from b3quant_models import settings
 from b3quant_models.features import FEATURES_SCHEMA, build_option_features
 from b3quant_models.features.dataset import (
     TrainingDataset,
@@ -121,9 +122,8 @@ def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: Trai
     model_dir = res.model.save(model_store_dir() / name / run_id)
     (Path(model_dir) / "MODEL_CARD.md").write_text(res.model_card)
     meta = {
-        "mlflow_run_id": run_id,
-        "mlflow_tracking_uri": mlflow.uri(),
-        "model_dir": dg.MetadataValue.path(str(model_dir)),
+        **mlflow.run_metadata(run_id, name),
+        "model_dir": dg.MetadataValue.path(settings.data_relative(model_dir)),  # relative: the folder can move
         "model_card": dg.MetadataValue.md(res.model_card),
         "test_metrics": dg.MetadataValue.md(res.metrics_table.to_markdown(index=False)),
         **{f"test_{k}": float(v) for k, v in res.test_metrics.items() if isinstance(v, int | float)},
@@ -136,7 +136,7 @@ def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: Trai
         "test_start": pd.Timestamp(res.splits.test[0]),
         "test_end": pd.Timestamp(res.splits.test[-1]),
         "mlflow_run_id": run_id,
-        "model_dir": str(model_dir),
+        "model_dir": settings.data_relative(model_dir),  # read back with settings.resolve_data_path
         "test_metrics": res.test_metrics,
         "metrics_table": res.metrics_table,
         "fold_metrics": res.fold_metrics,
