@@ -219,3 +219,39 @@ def test_svi_and_ssvi_refits_recover_a_flat_surface():
         out = fill(iv, vis, tenors, deltas)
         np.testing.assert_array_equal(out[vis], iv[vis])
         assert np.nanmax(np.abs(out - iv)) < 0.01, fill.__name__
+
+
+# ---------------------------------------------------------------------------------------------- per option
+def test_interpolate_grid_hits_nodes_and_stays_flat_outside():
+    from b3quant_models.models.deep.per_option import interpolate_grid
+
+    tenors, deltas = [21, 63], [0.25, 0.5, 0.75]
+    g = np.array([[[0.30, 0.25, 0.22], [0.28, 0.24, 0.21]]])
+    g2 = np.repeat(g, 3, axis=0)
+    at = interpolate_grid(g2, tenors, deltas, np.array([21, 63, 200.0]), np.array([0.5, 0.75, 0.99]))
+    np.testing.assert_allclose(at, [0.25, 0.21, 0.21])
+    mid = interpolate_grid(g, tenors, deltas, np.array([42.0]), np.array([0.375]))[0]
+    assert 0.24 < mid < 0.275  # between its four neighbours
+
+
+def test_option_forecasts_through_the_grid(seqs):
+    import pandas as pd
+
+    from b3quant_models.models.deep.per_option import option_forecasts_from_grid
+
+    keys = seqs.keys.iloc[:3]
+    today = seqs.last[:3].astype(float)
+    contracts = pd.DataFrame({"trade_date": keys["trade_date"].to_numpy(), "ticker": ["A", "B", "C"],
+                              "underlying_ticker": keys["underlying_ticker"].to_numpy(), "iv": [0.31, 0.27, 0.4],
+                              "iv_minus_surface": [0.01, -0.002, 0.0], "k": [0.0, 0.1, -0.2], "t": [0.1, 0.2, 0.5],
+                              "bdays": [25, 50, 126]})
+    same = option_forecasts_from_grid(today, today, keys, seqs.tenors, seqs.deltas, contracts)
+    np.testing.assert_allclose(same["forecast"], contracts["iv"])  # persistence grid -> persistence per option
+    up = option_forecasts_from_grid(today + 0.01, today, keys, seqs.tenors, seqs.deltas, contracts)
+    np.testing.assert_allclose(up["forecast"], contracts["iv"] + 0.01, atol=2e-4)
+    assert list(up.columns[:4]) == ["trade_date", "ticker", "underlying_ticker", "iv"]
+    flat = np.full_like(today, 0.3)
+    lvl = option_forecasts_from_grid(flat, flat, keys, seqs.tenors, seqs.deltas, contracts, mode="level")
+    np.testing.assert_allclose(lvl["forecast"], 0.3 + contracts["iv_minus_surface"])
+    with pytest.raises(KeyError, match="bdays"):
+        option_forecasts_from_grid(today, today, keys, seqs.tenors, seqs.deltas, contracts.drop(columns="bdays"))
