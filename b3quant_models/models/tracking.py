@@ -12,7 +12,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +81,15 @@ def log_training_run(
     dataset_name: str = "training_set",
     artifact_location: str | None = None,
     extra_tables: Mapping[str, pd.DataFrame] | None = None,
+    curves: Mapping[str, Sequence[float]] | None = None,
 ) -> str:
     """Log one training run and return its run_id.
 
     Layout: params (model hyper-parameters and run settings), metrics ``test_*`` and per-fold
     ``fold_*`` (step = fold index), ``tuning_best_value``; input dataset (``mlflow.data.from_pandas``,
     context 'training'); artifacts ``model/`` (the saved model dir), ``plots/*.png``, ``model_card.md``,
-    ``tuning/study_summary.json``, ``tables/*.csv``. The global tracking URI is restored afterwards.
+    ``tuning/study_summary.json``, ``tables/*.csv``; ``curves`` (learning curves of models trained by
+    epochs) as metrics ``curve_<name>`` with step = epoch. The global tracking URI is restored afterwards.
     """
     import mlflow  # lazy: a multi-second import the serving path does not need
 
@@ -108,6 +110,10 @@ def log_training_run(
                 for i, row in enumerate(rows):
                     step = int(row.get("fold", i)) if isinstance(row.get("fold", i), int | float) else i
                     mlflow.log_metrics({f"fold_{k}": v for k, v in _finite(row).items() if k != "fold"}, step=step)
+            for cname, values in (curves or {}).items():
+                for epoch, v in enumerate(values):
+                    if math.isfinite(float(v)):
+                        mlflow.log_metric(f"curve_{cname}", float(v), step=epoch)
             if study_summary:
                 mlflow.log_dict(json.loads(json.dumps(dict(study_summary), default=str)), "tuning/study_summary.json")
                 best = study_summary.get("best_value")
