@@ -9,7 +9,7 @@ from b3quant_models import settings
 from b3quant_models.features.dataset import TrainingDataset
 from b3quant_models.models.promotion import promote_best
 
-from ..models.assets import TRAINED_MODELS
+from ..models.assets import PROMOTION_CANDIDATES
 
 GROUP = "serving"
 
@@ -26,7 +26,7 @@ class BentoModelStore(dg.ConfigurableResource):
 
 @dg.asset(
     group_name=GROUP,
-    ins={"training_set": dg.AssetIn(), **{f"{n}_model": dg.AssetIn(f"{n}_model") for n in TRAINED_MODELS}},
+    ins={"training_set": dg.AssetIn(), **{a: dg.AssetIn(a) for a in PROMOTION_CANDIDATES}},
     deps=["model_comparison"],
     io_manager_key="model_io_manager",
     compute_kind="bentoml",
@@ -35,7 +35,9 @@ def promoted_model(
     context: dg.AssetExecutionContext, bento_store: BentoModelStore, training_set: TrainingDataset, **models
 ):
     """Promote the validation winner to the BentoML store as ``b3quant_iv_forecaster`` when it beats the
-    current production model on the held-out block (backtests will join this gate when they exist)."""
+    current production model on the held-out block (backtests will join this gate when they exist).
+    Candidates: every per-option model (trees, series_ar, the deep models through the grid) and the stacking
+    ensemble; the dataset's history carries the grid history the deep ones read."""
     candidates = {m["model_name"]: m for m in models.values()}
     first = next(iter(candidates.values()))
     ds = training_set
