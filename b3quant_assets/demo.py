@@ -131,7 +131,7 @@ def run_demo(
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()}
     quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    from b3quant_assets.defs.models.assets import ALL_MODEL_ASSETS, training_config_for
+    from b3quant_assets.defs.models.assets import ALL_MODEL_ASSETS, DEEP_MODEL_ASSETS, DEEP_QUICK, training_config_for
 
     sessions = len(trading_day_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(str(first), str(last))))
     cfg = training_config_for(sessions)
@@ -141,6 +141,7 @@ def run_demo(
             break  # without the models: the partitioned assets that need none of them
         names = {k.to_user_string() for k in keys}
         ops = {m: {"config": cfg} for m in ALL_MODEL_ASSETS if m in names}
+        ops |= {m: {"config": {**cfg, **DEEP_QUICK}} for m in DEEP_MODEL_ASSETS if m in names}  # quick torch fits
         run_config = {**quiet, "ops": ops} if ops else quiet
         res = job.execute_in_process(
             asset_selection=keys, tags=tags if partitioned else None, instance=instance, run_config=run_config,
