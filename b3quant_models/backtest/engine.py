@@ -90,7 +90,7 @@ def prepare_market(market: pd.DataFrame, underlyings: pd.DataFrame | None = None
     series = m.sort_values("i").drop_duplicates("ticker", keep="last").set_index("ticker")
     series = series[["underlying_ticker", "option_type", "strike", "expiry"]].copy()
     series["is_call"] = series["option_type"].astype(str).str[0].str.lower().eq("c")
-    series["e_i"] = np.searchsorted(sessions, series["expiry"].to_numpy())  # first session >= expiry
+    series["e_i"] = _expiry_index(sessions, m, series)
     extra["i"] = np.searchsorted(sessions, extra["trade_date"].to_numpy())
     spot = m[["i", "underlying_ticker", "spot"]]
     if len(extra):
@@ -414,6 +414,20 @@ def _flat(mk: Market, name: str, days: np.ndarray) -> BacktestResult:
     legs = pd.DataFrame({"ticker": pd.Series(dtype=object), "qty": pd.Series(dtype=float),
                          "edge": pd.Series(dtype=float)} | empty)  # fmt: skip
     return BacktestResult(name, legs, positions, trades, daily)
+
+
+def _expiry_index(sessions: np.ndarray, m: pd.DataFrame, series: pd.DataFrame) -> np.ndarray:
+    """Session index of each series' expiry: the first session on or after it when the market reaches it;
+    beyond the market's last session, counted on from the series' last quote by its B3 business days to
+    expiry (``t`` x 252). So a window that ends at day D (one partition run) sees the same days to expiry,
+    hence the same decisions, as a run over the whole history."""
+    e_i = np.searchsorted(sessions, series["expiry"].to_numpy())
+    beyond = series["expiry"].to_numpy() > sessions[-1]
+    if beyond.any():
+        last = m.sort_values("i").drop_duplicates("ticker", keep="last").set_index("ticker")
+        last = last.loc[series.index[beyond]]
+        e_i[beyond] = last["i"].to_numpy() + np.round(last["t"].to_numpy() * 252).astype(np.int64)
+    return e_i
 
 
 def _spot_lookup(mk: Market):
