@@ -103,7 +103,7 @@ def test_summary_pictures_mlflow_and_lookahead_check(backfilled, monkeypatch):
 def test_a_day_materialized_alone_equals_that_day_in_the_range_backfill(backfilled):
     """Carried positions through Dagster: one partition run on its own (its warm-up window loaded by the
     partition mapping) writes the same P&L and positions as the whole-range backfill wrote for that day."""
-    tmp, db, first, last = backfilled
+    tmp, db, _, _ = backfilled
     with duckdb.connect(str(db), read_only=True) as con:
         days = [d for (d,) in con.execute(
             "SELECT DISTINCT trade_date FROM b3.backtest_daily_pnl WHERE n_positions > 0 ORDER BY 1").fetchall()]
