@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from b3quant_assets.defs.models.assets import ALL_MODEL_ASSETS, model_comparison
+from b3quant_assets.defs.models.assets import CHECKED_MODEL_ASSETS, model_comparison
 from b3quant_assets.defs.models.checks import model_checks
 from b3quant_models.models.comparison import comparison_plot, flag_losers, persistence_verdict
 
@@ -40,16 +40,16 @@ def _stub(asset: str) -> dg.AssetsDefinition:
 
 
 def test_beats_persistence_check_on_every_model_warns_without_blocking() -> None:
-    stubs = [_stub(a) for a in ALL_MODEL_ASSETS]
+    stubs = [_stub(a) for a in CHECKED_MODEL_ASSETS]
     res = dg.materialize([*stubs, model_comparison, *model_checks],
                          resources={"io_manager": dg.mem_io_manager})
     assert res.success  # a model losing to persistence blocks nothing
     evals = {e.asset_key.to_user_string(): e for e in res.get_asset_check_evaluations()}
-    assert set(evals) == set(ALL_MODEL_ASSETS)
+    assert set(evals) == set(CHECKED_MODEL_ASSETS)
     assert all(e.check_name == "beats_persistence" and e.severity == dg.AssetCheckSeverity.WARN
                for e in evals.values())
     losers = {a for a, e in evals.items() if not e.passed}
-    assert losers == {a for a in ALL_MODEL_ASSETS if a in ("series_ar_model", "xgboost_grid_model")}
+    assert losers == {a for a in CHECKED_MODEL_ASSETS if a in ("series_ar_model", "xgboost_grid_model")}
     m = evals["series_ar_model"].metadata
     assert m["rmse_vol_pts"].value == 2.75 and m["persistence_rmse_vol_pts"].value == 2.42
     assert m["rmse_gain_vs_persistence_pct"].value == round(100 * (1 - 2.75 / 2.42), 4)  # rounded

@@ -239,7 +239,9 @@ DEEP_MODEL_ASSETS = [*(f"{n}_model" for n in DEEP_MODELS), *(f"{n}_grid_model" f
 OPTION_MODEL_ASSETS = [f"{n}_model" for n in (*TRAINED_MODELS, *DEEP_MODELS)]  # the ensemble's members
 GRID_MODEL_ASSETS = [f"{n}_grid_model" for n in (*GRID_MODELS, *DEEP_MODELS)]
 PROMOTION_CANDIDATES = [*OPTION_MODEL_ASSETS, ENSEMBLE]  # per option: what the service serves
-ALL_MODEL_ASSETS = [*OPTION_MODEL_ASSETS, *GRID_MODEL_ASSETS, ENSEMBLE, f"{ENSEMBLE}_grid"]  # each gets its checks
+# the tree-style assets (their config is TrainingConfig); every model asset, deep and ensembles included, gets checks
+ALL_MODEL_ASSETS = [*(f"{n}_model" for n in TRAINED_MODELS), *(f"{n}_grid_model" for n in GRID_MODELS)]
+CHECKED_MODEL_ASSETS = [*OPTION_MODEL_ASSETS, *GRID_MODEL_ASSETS, ENSEMBLE, f"{ENSEMBLE}_grid"]
 
 
 class EnsembleConfig(dg.Config):
