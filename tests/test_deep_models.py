@@ -117,7 +117,8 @@ def test_early_stopping_keeps_the_best_epoch(seqs):
 
 def test_pinn_without_physics_is_the_gru(seqs):
     a = GRID_MODELS["gru_grid"](fit_config=_cfg(), seed=4).fit(seqs).predict(seqs)
-    b = GRID_MODELS["pinn_grid"]({"butterfly_weight": 0, "calendar_weight": 0}, fit_config=_cfg(), seed=4)
+    b = GRID_MODELS["pinn_grid"]({"butterfly_weight": 0, "calendar_weight": 0, "pde_weight": 0}, fit_config=_cfg(),
+                                 seed=4)
     np.testing.assert_array_equal(b.fit(seqs).predict(seqs), a)
 
 
@@ -255,3 +256,37 @@ def test_option_forecasts_through_the_grid(seqs):
     np.testing.assert_allclose(lvl["forecast"], 0.3 + contracts["iv_minus_surface"])
     with pytest.raises(KeyError, match="bdays"):
         option_forecasts_from_grid(today, today, keys, seqs.tenors, seqs.deltas, contracts.drop(columns="bdays"))
+
+
+# ---------------------------------------------------------------------------------------------- dense / PINN
+def test_dense_checks_pass_the_true_surface_and_catch_what_the_nodes_miss():
+    from b3quant_models.models.deep.dense import count_dense_violations, dupire_residual
+    from b3quant_models.sample_market.config import SampleMarketConfig
+    from b3quant_models.sample_market.generate import simulate_market
+    from b3quant_models.sample_market.grid_truth import true_grid_iv
+
+    tenors, deltas = [21, 42, 63, 126, 252], [0.1, 0.25, 0.5, 0.75, 0.9]
+    mk = simulate_market(SampleMarketConfig(seed=3, n_days=3))
+    g = true_grid_iv(mk.paths.var[0][:, None], mk.paths.z[0][:, None], mk.params, tenors, deltas)[:, 0]
+    assert count_dense_violations(g, tenors, deltas)["dense_butterfly"] == 0
+    assert count_dense_violations(g, tenors, deltas)["dense_calendar"] == 0
+    assert float(dupire_residual(torch.as_tensor(g), tenors, deltas)) == 0.0
+    dip = g.copy()
+    dip[:, :, 2] -= 0.05  # a 5-point hole at the money: a negative density between the nodes
+    assert count_violations(dip, tenors, deltas)["butterfly"] == 0  # the node checks do not see it
+    assert count_dense_violations(dip, tenors, deltas)["dense_butterfly"] > 0
+    assert float(dupire_residual(torch.as_tensor(dip), tenors, deltas)) > 0
+
+
+def test_pde_residual_is_differentiable_and_pushes_towards_no_arbitrage():
+    from b3quant_models.models.deep.dense import dupire_residual
+
+    tenors, deltas = [21, 42, 63], [0.1, 0.25, 0.5, 0.75, 0.9]
+    iv = torch.full((1, 3, 5), 0.3, dtype=torch.float64)
+    iv[0, :, 2] = 0.22
+    iv.requires_grad_(True)
+    r0 = dupire_residual(iv, tenors, deltas)
+    r0.backward()
+    with torch.no_grad():
+        r1 = dupire_residual(iv - 1e-3 * iv.grad / iv.grad.norm(), tenors, deltas)
+    assert float(r0) > 0 and float(r1) < float(r0)
