@@ -290,3 +290,41 @@ def test_pde_residual_is_differentiable_and_pushes_towards_no_arbitrage():
     with torch.no_grad():
         r1 = dupire_residual(iv - 1e-3 * iv.grad / iv.grad.norm(), tenors, deltas)
     assert float(r0) > 0 and float(r1) < float(r0)
+
+
+# ---------------------------------------------------------------------------------------------- ViT / RV
+def test_realized_vol_target_looks_forward_and_har_recovers_coefficients():
+    import pandas as pd
+
+    from b3quant_models.models.deep.realized import HARRV, realized_vol_frame
+
+    rng = np.random.default_rng(0)
+    n = 80
+    r = rng.normal(0, 0.02, n)
+    q = pd.DataFrame({"trade_date": pd.bdate_range("2025-01-02", periods=n), "ticker": "X",
+                      "close": 20 * np.exp(np.cumsum(r))})
+    f = realized_vol_frame(q, horizon=5)
+    ret = np.log(q["close"]).diff().to_numpy()
+    np.testing.assert_allclose(f["rv_next_5d"].iloc[10], np.sqrt(252 * np.mean(ret[11:16] ** 2)))
+    assert f["rv_next_5d"].iloc[-5:].isna().all() and f["har_rv_22d"].iloc[:22].isna().all()
+    x = rng.normal(0.3, 0.05, (200, 3))
+    y = 0.05 + x @ np.array([0.1, 0.3, 0.4])
+    np.testing.assert_allclose(HARRV().fit(x, y).coef, [0.05, 0.1, 0.3, 0.4], atol=1e-10)
+
+
+def test_vit_attention_maps_plot_and_rv_head(seqs, tmp_path):
+    m = toy_market(50, 2, seed=5)
+    s = seqs.with_realized_vol(m["underlying_quotes"], horizon=5)
+    assert np.isfinite(s.aux["rv_next"]).mean() > 0.5
+    train, val = s.subset(np.arange(40)), s.subset(np.arange(40, len(s)))
+    vit = GRID_MODELS["vit_grid"](fit_config=_cfg(max_epochs=8), seed=0).fit(train, val)
+    att = vit.attention_maps(val)
+    assert att.shape == (len(val), 5, 5) and (att >= 0).all() and (att.reshape(len(val), -1).sum(1) <= 1 + 1e-6).all()
+    png = vit.plot_attention(val, tmp_path / "att.png")
+    assert png.exists() and png.stat().st_size > 1000
+    rv = vit.predict_rv(val)
+    assert rv.shape == (len(val),) and np.isfinite(rv).all()
+    back = GridForecaster.load(vit.save(tmp_path / "vit"))
+    np.testing.assert_array_equal(back.predict_rv(val), rv)
+    no_rv = GRID_MODELS["vit_grid"](fit_config=_cfg(max_epochs=1), seed=0).fit(seqs.subset(np.arange(20)))
+    assert np.isnan(no_rv.predict_rv(val)).all()
