@@ -179,17 +179,15 @@ def session_blocks(days: list[dt.date], all_sessions) -> list[tuple[dt.date, dt.
 def cmd_run(args: argparse.Namespace) -> int:
     """Real sessions from the landing folder (B3's files downloaded for missing days unless offline)."""
     data = _set_env(args.data_dir, offline=args.offline)
+    start = _date("--start", args.start)
+    end = _date("--end", args.end or args.start)
     # Before the partitions are declared (on import): they start at the folder's first session.
-    settings.record_sessions(dt.date.fromisoformat(args.start))
-    from b3quant_assets.defs.shared.partitions import trading_day_partitions
+    settings.record_sessions(start)
+    from b3quant_assets.defs.shared.partitions import PARTITIONS_START, trading_day_partitions
     from b3quant_assets.defs.shared.resources import default_landing_dir, offline
     from b3quant_models.calendar import sessions
     from b3quant_models.sources.cotahist_download import find_landing_file
     from b3quant_models.sources.rates import RATES_FILE_NAMES, landing_rates_files
-
-    start = _date("--start", args.start)
-    end = _date("--end", args.end or args.start)
-    from b3quant_assets.defs.shared.partitions import PARTITIONS_START
 
     if start < PARTITIONS_START:
         raise UserError(f"--start {start} is before the first partition {PARTITIONS_START} (B3Q_FIRST_SESSION)")

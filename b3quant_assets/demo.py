@@ -57,6 +57,7 @@ def merge_summaries(summaries: list[DemoSummary]) -> DemoSummary:
         promotion=last.promotion,
         skipped=last.skipped,
         reports=last.reports,
+        warnings=set().union(*(s.warnings for s in summaries)),
     )
 
 

@@ -58,7 +58,7 @@ def _write_inputs(db: Path) -> tuple[pd.Timestamp, pd.Timestamp]:
 def _resources(db: Path, tmp: Path) -> dict:
     return {
         "io_manager": duckdb_io_manager(str(db)),
-        "backtest_settings": BacktestSettings(threshold=0.003, min_bdays=2),
+        "backtest_settings": BacktestSettings(threshold=0.003, min_bdays=2, min_edge_over_cost=0),
         "cotahist_files": CotahistFiles(landing_dir=str(tmp / "landing")),
         "mlflow": MlflowTracking(tracking_uri=local_tracking_uri(tmp / "mlflow"), experiment="bt-test"),
     }

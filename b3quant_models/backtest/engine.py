@@ -103,8 +103,23 @@ def prepare_market(market: pd.DataFrame, underlyings: pd.DataFrame | None = None
 # --- decisions -----------------------------------------------------------------------------------
 
 
-def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFrame:
+def round_trip_cost(q: pd.DataFrame, costs: CostModel) -> np.ndarray:
+    """R$ per unit to buy and later sell (or the reverse) a series at D's book: the quoted spread where both
+    sides are there, else twice the spread model's half-spread around the BSM mark; plus the fees of both
+    trades. The multiplier is left out: decisions never see it (break-even analysis scales costs)."""
+    mark = bs_price(q["spot"].to_numpy(float), q["strike"].to_numpy(float), np.maximum(q["t"].to_numpy(float), 1e-12),
+                    q["r"].to_numpy(float), q["iv"].to_numpy(float), q["is_call"].to_numpy(bool))  # fmt: skip
+    bid, ask = q["best_bid"].to_numpy(float), q["best_ask"].to_numpy(float)
+    both = np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask >= bid)
+    model = 2.0 * np.maximum(costs.min_half_spread, costs.rel_half_spread * mark)
+    spread = np.where(both, ask - bid, model)
+    fees = 2.0 * mark * (costs.option_fee_bps + costs.brokerage_bps) / 1e4  # per-order fees depend on size: left out
+    return spread + fees
+
+
+def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig, costs: CostModel | None = None) -> pd.DataFrame:
     """Positions opened at each close from that close's forecasts only: (i, ticker, qty, edge)."""
+    cm = costs or CostModel()
     empty = pd.DataFrame({"i": pd.Series(dtype=np.int64), "ticker": pd.Series(dtype=object),
                           "qty": pd.Series(dtype=float), "edge": pd.Series(dtype=float)})  # fmt: skip
     if signals is None or signals.empty:
@@ -125,8 +140,10 @@ def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFra
     q["bd"] = bdays[ok]
     q["edge"] = q["forecast"] - q["iv"]
     q["vpt"] = q["vega"] / 100.0  # R$ per vol point per unit
+    q["rt"] = round_trip_cost(q, cm)
+    q["gain"] = q["edge"].abs() * q["vega"]  # R$ per unit if the forecast is right
     if cfg.instrument == "option":
-        q = q[q["edge"].abs() > cfg.threshold]
+        q = q[(q["edge"].abs() > cfg.threshold) & (q["gain"] >= cfg.min_edge_over_cost * q["rt"])]
         q["absedge"] = q["edge"].abs()
         q["rank"] = q.groupby(["i", "underlying_ticker"])["absedge"].rank(ascending=False, method="first")
         q = q[q["rank"] <= cfg.max_per_underlying]
@@ -134,8 +151,8 @@ def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFra
         legs["qty"] = np.sign(legs["edge"]) * cfg.vega_per_trade / legs["vpt"]
     elif cfg.instrument == "straddle":
         keys = ["i", "underlying_ticker", "expiry", "strike"]
-        c = q[q["is_call"]][[*keys, "ticker", "edge", "vpt", "k", "bd"]]
-        p = q[~q["is_call"]][[*keys, "ticker", "edge", "vpt"]]
+        c = q[q["is_call"]][[*keys, "ticker", "edge", "vpt", "rt", "k", "bd"]]
+        p = q[~q["is_call"]][[*keys, "ticker", "edge", "vpt", "rt"]]
         pair = c.merge(p, on=keys, suffixes=("_c", "_p"))
         if pair.empty:
             return empty
@@ -143,7 +160,9 @@ def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFra
         pair = pair.sort_values(["i", "underlying_ticker", "bd", "absk"])  # nearest expiry, then ATM-forward
         pair = pair.drop_duplicates(["i", "underlying_ticker"], keep="first")
         pair["edge"] = 0.5 * (pair["edge_c"] + pair["edge_p"])
-        pair = pair[pair["edge"].abs() > cfg.threshold]
+        gain = pair["edge"].abs() * 100.0 * (pair["vpt_c"] + pair["vpt_p"])
+        pays = gain >= cfg.min_edge_over_cost * (pair["rt_c"] + pair["rt_p"])
+        pair = pair[(pair["edge"].abs() > cfg.threshold) & pays]
         size = np.sign(pair["edge"]) * cfg.vega_per_trade / (pair["vpt_c"] + pair["vpt_p"])
         legs = pd.concat(
             [
@@ -279,7 +298,7 @@ def run_backtest(
     cfg, cm = config or StrategyConfig(), costs or CostModel()
     mk = market if isinstance(market, Market) else prepare_market(market)
     n = len(mk.sessions)
-    legs = decide(mk, signals, cfg)
+    legs = decide(mk, signals, cfg, cm)
     if legs.empty:
         return _flat(mk, name, _period(mk, legs, period, 0))
     pos = holdings(mk, legs, cfg)

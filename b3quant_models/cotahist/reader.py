@@ -160,7 +160,7 @@ def _split_records(chunk: bytes) -> tuple[np.ndarray, np.ndarray, list[tuple[int
     for i, line in enumerate(lines):
         if line.endswith(b"\r"):
             line = line[:-1]
-        if len(line) < RECORD_LENGTH and line[:2] in (b"00", b"99"):
+        if len(line) < RECORD_LENGTH and _trimmed_header_or_trailer(line):
             # Header and trailer are space-padded to 245 bytes; a tool that strips trailing blanks
             # (editors, some copies) leaves them short with nothing lost.
             line = line.ljust(RECORD_LENGTH)
@@ -171,6 +171,16 @@ def _split_records(chunk: bytes) -> tuple[np.ndarray, np.ndarray, list[tuple[int
             bad.append((i, line))
     mat = np.frombuffer(b"".join(good), dtype=np.uint8).reshape(-1, RECORD_LENGTH)
     return mat, np.asarray(good_idx, dtype=np.int64), bad, len(lines)
+
+
+def _trimmed_header_or_trailer(line: bytes) -> bool:
+    """A short header or trailer whose fixed fields are all in place (``COTAHIST.AAAA``, the generation date,
+    the trailer's record count): only trailing blanks are missing. A line short for another reason (a
+    character lost in the middle) is not padded, so the reader says how long it is."""
+    named = line[2:11] == b"COTAHIST." and line[11:15].isdigit() and line[23:31].isdigit()
+    if line[:2] == b"00":
+        return named
+    return line[:2] == b"99" and named and line[31:42].isdigit()
 
 
 # --------------------------------------------------------------------------------------------
