@@ -117,7 +117,8 @@ def test_early_stopping_keeps_the_best_epoch(seqs):
 
 def test_pinn_without_physics_is_the_gru(seqs):
     a = GRID_MODELS["gru_grid"](fit_config=_cfg(), seed=4).fit(seqs).predict(seqs)
-    b = GRID_MODELS["pinn_grid"]({"butterfly_weight": 0, "calendar_weight": 0}, fit_config=_cfg(), seed=4)
+    b = GRID_MODELS["pinn_grid"]({"butterfly_weight": 0, "calendar_weight": 0, "pde_weight": 0}, fit_config=_cfg(),
+                                 seed=4)
     np.testing.assert_array_equal(b.fit(seqs).predict(seqs), a)
 
 
@@ -255,3 +256,75 @@ def test_option_forecasts_through_the_grid(seqs):
     np.testing.assert_allclose(lvl["forecast"], 0.3 + contracts["iv_minus_surface"])
     with pytest.raises(KeyError, match="bdays"):
         option_forecasts_from_grid(today, today, keys, seqs.tenors, seqs.deltas, contracts.drop(columns="bdays"))
+
+
+# ---------------------------------------------------------------------------------------------- dense / PINN
+def test_dense_checks_pass_the_true_surface_and_catch_what_the_nodes_miss():
+    from b3quant_models.models.deep.dense import count_dense_violations, dupire_residual
+    from b3quant_models.sample_market.config import SampleMarketConfig
+    from b3quant_models.sample_market.generate import simulate_market
+    from b3quant_models.sample_market.grid_truth import true_grid_iv
+
+    tenors, deltas = [21, 42, 63, 126, 252], [0.1, 0.25, 0.5, 0.75, 0.9]
+    mk = simulate_market(SampleMarketConfig(seed=3, n_days=3))
+    g = true_grid_iv(mk.paths.var[0][:, None], mk.paths.z[0][:, None], mk.params, tenors, deltas)[:, 0]
+    assert count_dense_violations(g, tenors, deltas)["dense_butterfly"] == 0
+    assert count_dense_violations(g, tenors, deltas)["dense_calendar"] == 0
+    assert float(dupire_residual(torch.as_tensor(g), tenors, deltas)) == 0.0
+    dip = g.copy()
+    dip[:, :, 2] -= 0.05  # a 5-point hole at the money: a negative density between the nodes
+    assert count_violations(dip, tenors, deltas)["butterfly"] == 0  # the node checks do not see it
+    assert count_dense_violations(dip, tenors, deltas)["dense_butterfly"] > 0
+    assert float(dupire_residual(torch.as_tensor(dip), tenors, deltas)) > 0
+
+
+def test_pde_residual_is_differentiable_and_pushes_towards_no_arbitrage():
+    from b3quant_models.models.deep.dense import dupire_residual
+
+    tenors, deltas = [21, 42, 63], [0.1, 0.25, 0.5, 0.75, 0.9]
+    iv = torch.full((1, 3, 5), 0.3, dtype=torch.float64)
+    iv[0, :, 2] = 0.22
+    iv.requires_grad_(True)
+    r0 = dupire_residual(iv, tenors, deltas)
+    r0.backward()
+    with torch.no_grad():
+        r1 = dupire_residual(iv - 1e-3 * iv.grad / iv.grad.norm(), tenors, deltas)
+    assert float(r0) > 0 and float(r1) < float(r0)
+
+
+# ---------------------------------------------------------------------------------------------- ViT / RV
+def test_realized_vol_target_looks_forward_and_har_recovers_coefficients():
+    import pandas as pd
+
+    from b3quant_models.models.deep.realized import HARRV, realized_vol_frame
+
+    rng = np.random.default_rng(0)
+    n = 80
+    r = rng.normal(0, 0.02, n)
+    q = pd.DataFrame({"trade_date": pd.bdate_range("2025-01-02", periods=n), "ticker": "X",
+                      "close": 20 * np.exp(np.cumsum(r))})
+    f = realized_vol_frame(q, horizon=5)
+    ret = np.log(q["close"]).diff().to_numpy()
+    np.testing.assert_allclose(f["rv_next_5d"].iloc[10], np.sqrt(252 * np.mean(ret[11:16] ** 2)))
+    assert f["rv_next_5d"].iloc[-5:].isna().all() and f["har_rv_22d"].iloc[:22].isna().all()
+    x = rng.normal(0.3, 0.05, (200, 3))
+    y = 0.05 + x @ np.array([0.1, 0.3, 0.4])
+    np.testing.assert_allclose(HARRV().fit(x, y).coef, [0.05, 0.1, 0.3, 0.4], atol=1e-10)
+
+
+def test_vit_attention_maps_plot_and_rv_head(seqs, tmp_path):
+    m = toy_market(50, 2, seed=5)
+    s = seqs.with_realized_vol(m["underlying_quotes"], horizon=5)
+    assert np.isfinite(s.aux["rv_next"]).mean() > 0.5
+    train, val = s.subset(np.arange(40)), s.subset(np.arange(40, len(s)))
+    vit = GRID_MODELS["vit_grid"](fit_config=_cfg(max_epochs=8), seed=0).fit(train, val)
+    att = vit.attention_maps(val)
+    assert att.shape == (len(val), 5, 5) and (att >= 0).all() and (att.reshape(len(val), -1).sum(1) <= 1 + 1e-6).all()
+    png = vit.plot_attention(val, tmp_path / "att.png")
+    assert png.exists() and png.stat().st_size > 1000
+    rv = vit.predict_rv(val)
+    assert rv.shape == (len(val),) and np.isfinite(rv).all()
+    back = GridForecaster.load(vit.save(tmp_path / "vit"))
+    np.testing.assert_array_equal(back.predict_rv(val), rv)
+    no_rv = GRID_MODELS["vit_grid"](fit_config=_cfg(max_epochs=1), seed=0).fit(seqs.subset(np.arange(20)))
+    assert np.isnan(no_rv.predict_rv(val)).all()

@@ -1,7 +1,8 @@
 """Deep (torch) forecasters on the surface grid. Importing this package imports torch; nothing in
 ``b3quant_models.models`` imports it, so the trees and the service start without it.
 
-``GRID_MODELS``: name -> class of the grid forecasters (``lstm_grid``, ``gru_grid``, ``pinn_grid``, ``vae_latent``).
+``GRID_MODELS``: name -> class of the grid forecasters (``lstm_grid``, ``gru_grid``, ``pinn_grid``, ``vae_latent``,
+``vit_grid``).
 """
 
 from b3quant_models.models.deep.data import GridSequences, build_grid_sequences
@@ -10,9 +11,11 @@ from b3quant_models.models.deep.grid_base import GridForecaster
 from b3quant_models.models.deep.pinn import PINNGridForecaster
 from b3quant_models.models.deep.recurrent import GRUGridForecaster, LSTMGridForecaster
 from b3quant_models.models.deep.vae import VAELatentForecaster, surface_anomaly_scores
+from b3quant_models.models.deep.vit import ViTGridForecaster
 
 GRID_MODELS: dict[str, type[GridForecaster]] = {
-    c.name: c for c in (LSTMGridForecaster, GRUGridForecaster, PINNGridForecaster, VAELatentForecaster)
+    c.name: c for c in (LSTMGridForecaster, GRUGridForecaster, PINNGridForecaster, VAELatentForecaster,
+                             ViTGridForecaster)
 }
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "LSTMGridForecaster",
     "PINNGridForecaster",
     "VAELatentForecaster",
+    "ViTGridForecaster",
     "build_grid_sequences",
     "resolve_device",
     "surface_anomaly_scores",

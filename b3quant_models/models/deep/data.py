@@ -50,6 +50,7 @@ class GridSequences:
     y_opt: np.ndarray | None = None
     last_true: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    aux: dict[str, np.ndarray] = field(default_factory=dict)  # per-sample side targets/regressors, e.g. RV
 
     @property
     def last(self) -> np.ndarray:
@@ -67,7 +68,22 @@ class GridSequences:
                for k in ("y_true", "y_opt", "last_true")}
         return GridSequences(self.x[idx], self.x_mask[idx], self.extra[idx], self.y[idx], self.y_mask[idx],
                              self.keys.iloc[idx].reset_index(drop=True), self.tenors, self.deltas,
-                             self.extra_columns, **opt, meta=dict(self.meta))
+                             self.extra_columns, **opt, meta=dict(self.meta),
+                             aux={k: v[idx] for k, v in self.aux.items()})
+
+    def with_realized_vol(self, underlying_quotes: pd.DataFrame, horizon: int = 21) -> GridSequences:
+        """Adds ``aux["rv_next"]`` (the next ``horizon`` sessions' realized vol) and ``aux["har"]`` (the
+        HAR-RV regressors at the close), joined on (trade_date, underlying_ticker)."""
+        from b3quant_models.models.deep.realized import HARRV, realized_vol_frame
+
+        rv = realized_vol_frame(underlying_quotes, horizon)
+        f = self.keys[["trade_date", "underlying_ticker"]].merge(rv, on=["trade_date", "underlying_ticker"],
+                                                                  how="left")
+        aux = {**self.aux, "rv_next": f[f"rv_next_{horizon}d"].to_numpy(float),
+               "har": f[HARRV.columns].to_numpy(float)}
+        out = self.subset(np.arange(len(self)))
+        out.aux = aux
+        return out
 
     def by_dates(self, dates) -> GridSequences:
         return self.subset(self.keys["trade_date"].isin(pd.to_datetime(np.asarray(dates))).to_numpy())

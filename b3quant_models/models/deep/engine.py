@@ -36,7 +36,10 @@ class FitConfig:
     (bfloat16 autocast) — only ever on CUDA; "auto" turns it on there. ``checkpoint_dir``: the best and the
     last state are written there each epoch (resume-able), else kept in memory only. ``num_threads``
     defaults to 1: on the shared 2-core host two intra-op threads made a GRU fit ~40x slower (spin-waiting,
-    as with the trees' OpenMP); ``None`` leaves torch's setting alone.
+    as with the trees' OpenMP); ``None`` leaves torch's setting alone. ``warmup_epochs``: learning rate
+    ramped linearly from lr/10 over that many epochs; ``lr_schedule`` "cosine" then decays it to lr/20 by
+    ``max_epochs``; ``min_epochs``: early stopping cannot end the run before that many epochs (a noisy
+    validation block otherwise stops a net whose first epoch happens to be best).
     """
 
     max_epochs: int = 200
@@ -51,6 +54,9 @@ class FitConfig:
     seed: int = 0
     num_threads: int | None = 1
     checkpoint_dir: str | None = None
+    warmup_epochs: int = 0
+    lr_schedule: str = "constant"
+    min_epochs: int = 0
 
     @classmethod
     def quick(cls, **kw: Any) -> FitConfig:
@@ -138,6 +144,8 @@ def fit_network(
     bad = 0
     t0 = time.perf_counter()
     for epoch in range(cfg.max_epochs):
+        for gr in opt.param_groups:
+            gr["lr"] = cfg.lr * lr_factor(cfg, epoch)
         net.train()
         total, count = 0.0, 0
         for idx in batches(n, cfg.batch_size, gen):
@@ -169,7 +177,7 @@ def fit_network(
                         "history": hist.to_dict()}, ckpt / "last.pt")
         if log and (epoch % 10 == 0):
             log(f"epoch {epoch}: train {hist.train_loss[-1]:.4f}" + (f" val {hist.val_loss[-1]:.4f}" if va else ""))
-        if va is not None and bad >= cfg.patience:
+        if va is not None and bad >= cfg.patience and epoch + 1 >= cfg.min_epochs:
             hist.stopped_early = True
             break
     if va is not None:
@@ -177,6 +185,19 @@ def fit_network(
     hist.seconds = time.perf_counter() - t0
     net.to("cpu").eval()
     return net, hist
+
+
+def lr_factor(cfg: FitConfig, epoch: int) -> float:
+    """Multiplier of ``cfg.lr`` in ``epoch``: linear warm-up from 0.1, then constant or cosine to 0.05."""
+    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+        return 0.1 + 0.9 * epoch / cfg.warmup_epochs
+    if cfg.lr_schedule == "cosine":
+        span = max(cfg.max_epochs - cfg.warmup_epochs, 1)
+        u = min(max(epoch - cfg.warmup_epochs, 0) / span, 1.0)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * u))
+    if cfg.lr_schedule != "constant":
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+    return 1.0
 
 
 @torch.no_grad()

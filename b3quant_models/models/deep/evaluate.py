@@ -17,6 +17,7 @@ import pandas as pd
 
 from b3quant_models.models.deep.arbitrage import count_violations
 from b3quant_models.models.deep.data import GridSequences
+from b3quant_models.models.deep.dense import count_dense_violations
 from b3quant_models.models.deep.engine import FitConfig
 from b3quant_models.models.deep.grid_base import GridForecaster
 from b3quant_models.models.metrics import diebold_mariano, regression_metrics
@@ -60,6 +61,9 @@ def score_grid_forecast(test: GridSequences, pred: np.ndarray, name: str) -> dic
     arb = count_violations(pred, test.tenors, test.deltas)
     row.update({"butterfly_violations": arb["butterfly"], "calendar_violations": arb["calendar"],
                 "grids_with_violation": arb["grids_with_violation"], "grids": arb["grids"]})
+    dense = count_dense_violations(pred, test.tenors, test.deltas)
+    row.update({k: dense[k] for k in ("dense_butterfly", "dense_calendar", "dense_grids_with_violation",
+                                      "dense_points")})
     return row
 
 

@@ -36,6 +36,8 @@ from b3quant_models.models.deep.grid_base import GridForecaster
 from b3quant_models.models.deep.grid_to_option import interpolate_grid, option_changes
 from b3quant_models.models.deep.pinn import PINNGridForecaster
 from b3quant_models.models.deep.recurrent import GRUGridForecaster, LSTMGridForecaster
+from b3quant_models.models.deep.vae import VAELatentForecaster
+from b3quant_models.models.deep.vit import ViTGridForecaster
 
 if TYPE_CHECKING:
     from b3quant_models.features.history import SeriesHistory
@@ -242,3 +244,31 @@ class GRUModel(DeepGridModel):
 class PINNModel(DeepGridModel):
     name: ClassVar[str] = "pinn"
     network: ClassVar[type[GridForecaster]] = PINNGridForecaster
+
+
+class VAEModel(DeepGridModel):
+    """The surface VAE's latent forecaster (``vae_latent``) as a ForecastModel; not registered by default
+    (the wiring decides: ``register_model("vae", "b3quant_models.models.deep.forecast_model:VAEModel")``)."""
+
+    name: ClassVar[str] = "vae"
+    network: ClassVar[type[GridForecaster]] = VAELatentForecaster
+
+    @classmethod
+    def suggest_params(cls, trial: Any) -> dict[str, Any]:
+        return {"latent": trial.suggest_int("latent", 4, 10),
+                "lr": trial.suggest_float("lr", 5e-4, 5e-3, log=True),
+                "lookback": trial.suggest_int("lookback", 5, 20)}
+
+
+class ViTModel(DeepGridModel):
+    """The grid ViT (``vit_grid``) as a ForecastModel (grid-change head only through this interface); not
+    registered by default, like ``VAEModel``."""
+
+    name: ClassVar[str] = "vit"
+    network: ClassVar[type[GridForecaster]] = ViTGridForecaster
+
+    @classmethod
+    def suggest_params(cls, trial: Any) -> dict[str, Any]:
+        return {"d_model": trial.suggest_categorical("d_model", [16, 32, 64]),
+                "lr": trial.suggest_float("lr", 2e-4, 2e-3, log=True),
+                "lookback": trial.suggest_int("lookback", 5, 20)}

@@ -72,6 +72,14 @@ class GridForecaster:
         mu = np.where(seen, e, 0.0).sum(axis=0) / np.maximum(cnt, 1)
         sd = np.sqrt(np.where(seen, (e - mu) ** 2, 0.0).sum(axis=0) / np.maximum(cnt, 1))
         self.scaler = {"mean": np.nan_to_num(mu).tolist(), "std": np.where(np.nan_to_num(sd) > 0, sd, 1.0).tolist()}
+        if self.params.get("scale_output"):
+            # per-cell RMS of the training changes (vol points): the net predicts changes in those units, so a
+            # long-tenor cell that moves 0.3 pt a day and a wing that moves 3 pts start on the same footing
+            dy = np.where(s.y_mask, VOL_PTS * (np.nan_to_num(s.y) - s.x[:, -1]), np.nan).reshape(len(s), -1)
+            cnt = np.isfinite(dy).sum(axis=0)
+            rms = np.sqrt(np.nansum(dy * dy, axis=0) / np.maximum(cnt, 1))
+            fallback = float(np.median(rms[cnt > 10])) if (cnt > 10).any() else 1.0
+            self.scaler["dy_scale"] = np.where(cnt > 10, np.maximum(rms, 0.05), fallback).tolist()
 
     def _check(self, s: GridSequences) -> None:
         if list(s.tenors) != self.shape["tenors"] or [round(d, 4) for d in s.deltas] != [
@@ -113,8 +121,15 @@ class GridForecaster:
         err = (out.float() - b["dy"]) * b["mask"]
         return err.square().sum() / b["mask"].sum().clamp_min(1.0)
 
-    def loss(self, net: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+    def output(self, net: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The net's predicted change in vol points, (B, T, D) (rescaled per cell with ``scale_output``)."""
         out = net(b["seq"], b["head"]).view_as(b["dy"])
+        if "dy_scale" in self.scaler:
+            out = out * torch.as_tensor(self.scaler["dy_scale"], dtype=out.dtype, device=out.device).view_as(out[0])
+        return out
+
+    def loss(self, net: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.output(net, b)
         total = self.data_loss(out, b)
         extra = self.extra_loss(b["last"] + out.float() / VOL_PTS)
         return total if extra is None else total + extra
@@ -149,8 +164,7 @@ class GridForecaster:
         self._check(s)
         t = self.tensors(s)
         self.net.eval()
-        out = self.net(t["seq"], t["head"]).view_as(t["dy"])
-        return out.double().numpy() / VOL_PTS
+        return self.output(self.net, t).double().numpy() / VOL_PTS
 
     def predict(self, s: GridSequences) -> np.ndarray:
         """Next-day IV grid (n, T, D) = today's grid + predicted change."""

@@ -13,7 +13,7 @@ from b3quant_models.models.deep.grid_base import GridForecaster
 
 class RecurrentGridNet(nn.Module):
     def __init__(self, cell: str, n_seq: int, n_head: int, n_out: int, hidden: int, layers: int = 1,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, linear_skip: bool = False) -> None:
         super().__init__()
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.rnn = rnn(n_seq, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
@@ -21,10 +21,16 @@ class RecurrentGridNet(nn.Module):
         self.out = nn.Linear(hidden, n_out)
         nn.init.zeros_(self.out.weight)  # start at persistence
         nn.init.zeros_(self.out.bias)
+        # a linear path from today's grid and the features: mean reversion of a level is linear in it
+        self.skip = nn.Linear(n_head, n_out) if linear_skip else None
+        if self.skip is not None:
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
 
     def forward(self, seq: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
         h, _ = self.rnn(seq)
-        return self.out(self.mlp(torch.cat([h[:, -1], head], dim=1)))
+        out = self.out(self.mlp(torch.cat([h[:, -1], head], dim=1)))
+        return out if self.skip is None else out + self.skip(head)
 
 
 class _RecurrentForecaster(GridForecaster):
@@ -32,13 +38,13 @@ class _RecurrentForecaster(GridForecaster):
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
-        return {"hidden": 64, "layers": 1, "dropout": 0.1}
+        return {"hidden": 64, "layers": 1, "dropout": 0.1, "linear_skip": False, "scale_output": False}
 
     def build_net(self) -> nn.Module:
         n_seq, n_head, n_out = self.n_inputs()
         p = self.params
         return RecurrentGridNet(self.cell, n_seq, n_head, n_out, int(p["hidden"]), int(p["layers"]),
-                                float(p["dropout"]))
+                                float(p["dropout"]), bool(p.get("linear_skip", False)))
 
 
 class LSTMGridForecaster(_RecurrentForecaster):
