@@ -318,7 +318,57 @@ def phase_backtest(args: argparse.Namespace) -> dict:
     }  # fmt: skip
 
 
-PHASES = {"generate": phase_generate, "pipeline": phase_pipeline, "backtest": phase_backtest}
+def _series_history_reference(df, key, value="iv", prefix="iv"):
+    """``features.common.series_history`` before the real-scale run (a Python lambda per series)."""
+    import pandas as pd
+
+    from b3quant_models.features.common import sessions_between
+
+    d = df.sort_values([*key, "trade_date"])
+    g = d.groupby(list(key), sort=False)
+    v = d[value]
+    out = pd.DataFrame(index=d.index)
+    out[f"{prefix}_chg_prev"] = v - g[value].shift(1)
+    out[f"{prefix}_chg_prev5"] = v - g[value].shift(5)
+    out[f"{prefix}_dev_ma5"] = v - g[value].transform(lambda s: s.rolling(5, min_periods=1).mean())
+    out["sessions_since_prev"] = sessions_between(g["trade_date"].shift(1), d["trade_date"])
+    return out.reindex(df.index)
+
+
+def phase_features(args: argparse.Namespace) -> dict:
+    """``build_option_features`` on the stored range: current ``series_history`` against the reference,
+    interleaved in one process, same inputs; outputs compared."""
+    import duckdb
+    import numpy as np
+    import pandas as pd
+
+    import b3quant_models.features.option as fo
+    from b3quant_models.features import build_option_features
+
+    with duckdb.connect(str(Path(args.work) / "b3quant.duckdb"), read_only=True) as con:
+        option_iv = con.execute("SELECT * FROM b3.option_iv").df()
+        surface = con.execute("SELECT * FROM b3.iv_surface").df()
+        und = con.execute("SELECT * FROM b3.underlying_quotes").df()
+    current = fo.series_history
+    times: dict[str, list[float]] = {"reference": [], "current": []}
+    outs = {}
+    for _ in range(args.repeat):
+        for name, fn in (("reference", _series_history_reference), ("current", current)):
+            fo.series_history = fn
+            t = time.perf_counter()
+            outs[name] = build_option_features(option_iv, surface, und)
+            times[name].append(time.perf_counter() - t)
+    fo.series_history = current
+    a, b = outs["reference"], outs["current"]
+    num = a.select_dtypes("number").columns
+    same = a.shape == b.shape and bool(np.allclose(a[num].to_numpy(float), b[num].to_numpy(float), equal_nan=True,
+                                                   rtol=0, atol=1e-12))  # fmt: skip
+    return {"rows": len(a), "series": int(option_iv["ticker"].nunique()), "times": times, "same": same,
+            "sessions": int(pd.to_datetime(option_iv["trade_date"]).nunique())}  # fmt: skip
+
+
+PHASES = {"generate": phase_generate, "pipeline": phase_pipeline, "backtest": phase_backtest,
+          "features": phase_features}  # fmt: skip
 
 
 # --- orchestration and the docs section ----------------------------------------------------------
@@ -338,7 +388,7 @@ def _fmt_s(x: float) -> str:
     return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
 
 
-def render(gen: dict, pipe: dict, bt: dict | None, prof: dict | None, loads: dict, args) -> str:
+def render(gen: dict, pipe: dict, bt: dict | None, prof: dict | None, feats: dict | None, loads: dict, args) -> str:
     c = gen["counts"]
     n = pipe["sessions"]
     per_year = 250 / n
@@ -418,6 +468,17 @@ def render(gen: dict, pipe: dict, bt: dict | None, prof: dict | None, loads: dic
             f"{tot:.1f} s in all, surfaces fitted in-process; profiling inflates small calls; buckets overlap "
             f"where one calls another, e.g. the IO manager inside a step): {parts}."
         )
+    if feats:
+        import statistics
+
+        ref, cur = (statistics.median(feats["times"][k]) for k in ("reference", "current"))
+        lines.append(
+            f"- `option_features` after this run: its time was almost all `series_history`'s per-series "
+            f"`transform(lambda)` (one pandas Series per option series: {feats['series']:,} series here), now one "
+            f"`groupby().rolling()` pass. `build_option_features` on the same {feats['sessions']} stored sessions "
+            f"({feats['rows']:,} rows), interleaved {len(feats['times']['current'])}x in one process: reference "
+            f"{ref:.1f} s, now {cur:.1f} s, **{ref / cur:.1f}x**; outputs {'identical' if feats['same'] else 'DIFFER'}."
+        )
     if bt:
         lines += ["", f"Backtest engine on the same {n} sessions (`b3quant_models.backtest.run_backtest`, default "
                   f"`StrategyConfig`/`CostModel`, one strategy at a time on one prepared `Market`): option_iv "
@@ -445,11 +506,14 @@ def main() -> None:
     ap.add_argument("--work", default=str(RESULTS / "realscale_work"), help="scratch data folder (wiped)")
     ap.add_argument("--profile-sessions", type=int, default=2, help="cProfile a run on this many sessions (0: off)")
     ap.add_argument("--no-backtest", action="store_true")
+    ap.add_argument("--repeat", type=int, default=2, help="interleaved runs of the features comparison")
     ap.add_argument(
         "--reuse-profile", action="store_true", help="use the saved profile run (results/) instead of a new one"
     )
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per phase")
     ap.add_argument("--write-docs", action="store_true", help=f"replace the {SECTION!r} section of docs/benchmarks.md")
+    ap.add_argument("--render-only", action="store_true", help="render the saved phase results, run nothing")
+    ap.add_argument("--loads", default="nan,nan,nan", help="load averages start,pipeline,end for --render-only")
     ap.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--phase-out", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
@@ -460,15 +524,29 @@ def main() -> None:
         res = PHASES[args.phase](args)
         Path(args.phase_out).write_text(json.dumps(res, default=str, indent=1))
         return
-    loads = {"start": os.getloadavg()[0]}
-    gen = _child("generate", args, [], args.timeout)
-    loads["pipeline"] = os.getloadavg()[0]
-    pipe = _child("pipeline", args, [], args.timeout)
-    bt = None if args.no_backtest else _child("backtest", args, [], args.timeout)
+    results = Path(args.work).parent
+
+    def saved(phase: str) -> dict | None:
+        f = results / f"realscale_{phase}.json"
+        return json.loads(f.read_text()) if f.exists() else None
+
+    if args.render_only:  # the phases' saved results (e.g. after a run interrupted before the docs)
+        gen, pipe, bt, feats = saved("generate"), saved("pipeline"), saved("backtest"), saved("features")
+        given = map(float, args.loads.split(","))
+        loads = saved("loads") or dict(zip(("start", "pipeline", "end"), given, strict=True))
+    else:
+        loads = {"start": os.getloadavg()[0]}
+        gen = _child("generate", args, [], args.timeout)
+        loads["pipeline"] = os.getloadavg()[0]
+        pipe = _child("pipeline", args, [], args.timeout)
+        bt = None if args.no_backtest else _child("backtest", args, [], args.timeout)
+        feats = _child("features", args, ["--repeat", str(args.repeat)], args.timeout)
+        loads["end"] = os.getloadavg()[0]
+        (results / "realscale_loads.json").write_text(json.dumps(loads))
     prof = None
-    saved = Path(args.work).parent / "realscale_pipeline_profile.json"
-    if args.reuse_profile and saved.exists():
-        p = json.loads(saved.read_text())
+    prof_file = results / "realscale_pipeline_profile.json"
+    if (args.reuse_profile or args.render_only) and prof_file.exists():
+        p = json.loads(prof_file.read_text())
         prof = {**p["profile"], "sessions": p["sessions"]}
     elif args.profile_sessions > 0:
         from b3quant_models.calendar import sessions
@@ -478,10 +556,9 @@ def main() -> None:
         pargs = argparse.Namespace(**{**vars(args), "work": args.work + "_profile"})
         p = _child("pipeline", pargs, ["--profile", "--last", str(last)], args.timeout)
         prof = {**p["profile"], "sessions": p["sessions"]}
-    loads["end"] = os.getloadavg()[0]
-    text = render(gen, pipe, bt, prof, loads, args)
+    text = render(gen, pipe, bt, prof, feats, loads, args)
     print("\n" + text)
-    (RESULTS / "realscale_report.md").write_text(text + "\n")
+    (results / "realscale_report.md").write_text(text + "\n")
     if args.write_docs:
         write_section(SECTION, text)
 
