@@ -306,11 +306,16 @@ def phase_backtest(args: argparse.Namespace) -> dict:
             res = run_backtest(mk, sig, cfg, CostModel(), name, period)
             t_run = time.perf_counter() - t
             s = summarize(res.daily.assign(instrument=instrument), cfg.capital)
-            sharpe = float(s["sharpe"].iloc[0]) if "sharpe" in s.columns and len(s) else float("nan")
+            first = s.iloc[0] if len(s) else {}
+
+            def num(col: str, row=first) -> float:
+                return float(row[col]) if col in row else float("nan")
+
             rows.append({
                 "instrument": instrument, "strategy": name, "signal_s": t_sig, "engine_s": t_run,
                 "signals": len(sig), "legs": len(res.legs), "trades": len(res.trades), "days": len(res.daily),
-                "net_sharpe": sharpe,
+                "net_sharpe": num("sharpe"), "gross_sharpe": num("sharpe_gross"), "gross_pnl": num("gross_pnl"),
+                "costs": num("costs"),
             })  # fmt: skip
     return {
         "option_iv_rows": len(option_iv), "read_s": t_read, "predictions_s": t_preds, "prepare_s": t_prep,
@@ -485,12 +490,14 @@ def render(gen: dict, pipe: dict, bt: dict | None, prof: dict | None, feats: dic
                   f"{bt['option_iv_rows']:,} rows read from DuckDB in {bt['read_s']:.1f} s; predictions table "
                   f"(next-day targets, {bt['prediction_rows']:,} rows) {bt['predictions_s']:.1f} s; "
                   f"`prepare_market` {bt['prepare_s']:.1f} s; peak RSS {bt['peak_rss_mib']:,.0f} MiB.", "",
-                  "| instrument | strategy | signal s | engine s | legs opened | trades | net Sharpe |",
-                  "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+                  "| instrument | strategy | signal s | engine s | legs opened | trades | gross P&L R$ | costs R$ "
+                  "| gross / net Sharpe |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for r in bt["runs"]:
             lines.append(
                 f"| {r['instrument']} | {r['strategy']} | {r['signal_s']:.2f} | {r['engine_s']:.2f} | "
-                f"{r['legs']:,} | {r['trades']:,} | {r['net_sharpe']:.2f} |"
+                f"{r['legs']:,} | {r['trades']:,} | {r.get('gross_pnl', float('nan')):,.0f} | "
+                f"{r.get('costs', float('nan')):,.0f} | {r.get('gross_sharpe', float('nan')):.1f} / "
+                f"{r['net_sharpe']:.1f} |"
             )
         eng = sum(r["engine_s"] for r in bt["runs"])
         lines += ["", f"- all {len(bt['runs'])} runs: engine {eng:.1f} s, x{per_year:.1f} for a year ≈ "
