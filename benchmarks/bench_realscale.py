@@ -469,9 +469,27 @@ def render(gen: dict, pipe: dict, bt: dict | None, prof: dict | None, feats: dic
         tot = prof["total_s"]
         parts = ", ".join(f"{k} {v:.1f} s ({100 * v / tot:.0f} %)" for k, v in sorted(b.items(), key=lambda x: -x[1]))
         lines.append(
-            f"- where the time goes (cProfile of the same run on the first {prof['sessions']} sessions, "
-            f"{tot:.1f} s in all, surfaces fitted in-process; profiling inflates small calls; buckets overlap "
+            f"- where the time goes inside the steps (cProfile of the same run on the first {prof['sessions']} "
+            f"sessions, where fixed costs (the last day's plots, loading numba's cached kernels) weigh more than in "
+            f"a year; "
+            f"{tot:.1f} s wall in all, surfaces fitted in-process; profiling inflates small calls; buckets overlap "
             f"where one calls another, e.g. the IO manager inside a step): {parts}."
+        )
+    cpu = {s["step"]: s["cpu_s"] for s in pipe["steps"]}
+    store = sum(s["store_s"] + s["load_s"] for s in pipe["steps"])
+    if {"iv_surface", "surface_grid_points"} <= cpu.keys():
+        both = 100 * (cpu["iv_surface"] + cpu["surface_grid_points"]) / cpu_total
+        lines.append(
+            f"- reading the table: the two surface steps are {both:.0f} % of the CPU, about "
+            f"{cpu['iv_surface'] / n:.1f} CPU s a session for the fits "
+            f"(`iv_surface`, ~{rows.get('iv_surface', 0) / n:,.0f} slices a session; the fitter is being sped up "
+            f"under issue 9 item 5, not touched here) and {cpu['surface_grid_points'] / n:.1f} for "
+            f"`surface_grid_points`. The latter is `surface_grid`, which solves k(delta) by an 80-step bisection per "
+            f"(underlying, tenor) on 5-element arrays (170 x 5 x 80 small numpy evaluations a session: call overhead, "
+            f"not arithmetic) and filters the day's fits once per underlying, plus the matplotlib pictures of the last "
+            f"day (a fixed cost); one bisection over every underlying and tenor of a day at once is the obvious fix. "
+            f"Reading inputs from and writing outputs to DuckDB (the load and store columns) is {store:.0f} s of the "
+            f"{pipe['run_s']:.0f} s wall; in ingestion and `option_iv` it is most of the step."
         )
     if feats:
         import statistics
