@@ -496,9 +496,10 @@ def render(gen: dict, pipe: dict, bt: dict | None, prof: dict | None, feats: dic
 
         ref, cur = (statistics.median(feats["times"][k]) for k in ("reference", "current"))
         lines.append(
-            f"- `option_features` after this run: its time was almost all `series_history`'s per-series "
-            f"`transform(lambda)` (one pandas Series per option series: {feats['series']:,} series here), now one "
-            f"`groupby().rolling()` pass. `build_option_features` on the same {feats['sessions']} stored sessions "
+            f"- `option_features` after this run (the table above is before): `series_history`'s 5-observation mean "
+            f"was a per-series `transform(lambda)` (one pandas Series per option series: {feats['series']:,} series "
+            f"here, so it grows with the series listed, not with the sessions), now one `groupby().rolling()` pass. "
+            f"`build_option_features` on the same {feats['sessions']} stored sessions "
             f"({feats['rows']:,} rows), interleaved {len(feats['times']['current'])}x in one process: reference "
             f"{ref:.1f} s, now {cur:.1f} s, **{ref / cur:.1f}x**; outputs {'identical' if feats['same'] else 'DIFFER'}."
         )
@@ -518,9 +519,14 @@ def render(gen: dict, pipe: dict, bt: dict | None, prof: dict | None, feats: dic
                 f"{r['net_sharpe']:.1f} |"
             )
         eng = sum(r["engine_s"] for r in bt["runs"])
-        lines += ["", f"- all {len(bt['runs'])} runs: engine {eng:.1f} s, x{per_year:.1f} for a year ≈ "
-                  f"{eng * per_year:.0f} s; persistence forecasts today's IV, so it never trades (the engine's "
-                  f"floor); the random signal trades the most. A slice's Sharpe means nothing."]  # fmt: skip
+        per_run = eng / len(bt["runs"])
+        lines += ["", f"- all {len(bt['runs'])} runs: engine {eng:.1f} s wall, {per_run:.1f} s a run; scaled to a year "
+                  f"(x{per_year:.1f}) about {per_run * per_year:.0f} s a strategy and instrument at this load. "
+                  f"Persistence forecasts today's IV, so it never trades (the engine's floor). On a slice only the "
+                  f"expiries inside it can be held (the engine counts days to expiry on the session grid), so fewer "
+                  f"positions open than in a year. Net Sharpe over {n} sessions means little; what the rows do show is "
+                  f"that on this market costs (its spreads: most of the 170 names are illiquid) exceed even the "
+                  f"oracle's gross P&L."]  # fmt: skip
     return "\n".join(lines)
 
 
