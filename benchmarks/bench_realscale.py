@@ -393,7 +393,10 @@ def _fmt_s(x: float) -> str:
     return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
 
 
-def render(gen: dict, pipe: dict, bt: dict | None, prof: dict | None, feats: dict | None, loads: dict, args) -> str:
+def render(
+    gen: dict, pipe: dict, bt: dict | None, prof: dict | None, feats: dict | None, loads: dict, args,
+    before: dict | None = None,
+) -> str:
     c = gen["counts"]
     n = pipe["sessions"]
     per_year = 250 / n
@@ -496,12 +499,20 @@ def render(gen: dict, pipe: dict, bt: dict | None, prof: dict | None, feats: dic
 
         ref, cur = (statistics.median(feats["times"][k]) for k in ("reference", "current"))
         lines.append(
-            f"- `option_features` after this run (the table above is before): `series_history`'s 5-observation mean "
-            f"was a per-series `transform(lambda)` (one pandas Series per option series: {feats['series']:,} series "
-            f"here, so it grows with the series listed, not with the sessions), now one `groupby().rolling()` pass. "
+            f"- `option_features` (changed in this work): `series_history`'s 5-observation mean was a per-series "
+            f"`transform(lambda)` (one pandas Series per option series: {feats['series']:,} series here, so it grows "
+            f"with the series listed, not with the sessions), now one `groupby().rolling()` pass. "
             f"`build_option_features` on the same {feats['sessions']} stored sessions "
             f"({feats['rows']:,} rows), interleaved {len(feats['times']['current'])}x in one process: reference "
             f"{ref:.1f} s, now {cur:.1f} s, **{ref / cur:.1f}x**; outputs {'identical' if feats['same'] else 'DIFFER'}."
+        )
+    if before:
+        bcpu = {x["step"]: x["cpu_s"] for x in before["steps"]}
+        lines.append(
+            f"- the same {before['sessions']} sessions before that change (same script, earlier in the session, load "
+            f"around {loads.get('before', float('nan')):.0f}): `option_features` {bcpu.get('option_features', 0):.1f} "
+            f"CPU s, run total {before['run_cpu_s']:.0f} CPU s ({before['run_s']:.0f} s wall), year estimate "
+            f"{before['run_cpu_s'] * 250 / before['sessions']:,.0f} CPU s."
         )
     if bt:
         lines += ["", f"Backtest engine on the same {n} sessions (`b3quant_models.backtest.run_backtest`, default "
@@ -544,7 +555,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per phase")
     ap.add_argument("--write-docs", action="store_true", help=f"replace the {SECTION!r} section of docs/benchmarks.md")
     ap.add_argument("--render-only", action="store_true", help="render the saved phase results, run nothing")
-    ap.add_argument("--loads", default="nan,nan,nan", help="load averages start,pipeline,end for --render-only")
+    ap.add_argument(
+        "--loads", default="nan,nan,nan", help="load averages start,pipeline,end[,before] for --render-only"
+    )
     ap.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--phase-out", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
@@ -563,9 +576,11 @@ def main() -> None:
 
     if args.render_only:  # the phases' saved results (e.g. after a run interrupted before the docs)
         gen, pipe, bt, feats = saved("generate"), saved("pipeline"), saved("backtest"), saved("features")
+        before = saved("pipeline_before")
         given = map(float, args.loads.split(","))
-        loads = saved("loads") or dict(zip(("start", "pipeline", "end"), given, strict=True))
+        loads = saved("loads") or dict(zip(("start", "pipeline", "end", "before"), given, strict=False))
     else:
+        before = None
         loads = {"start": os.getloadavg()[0]}
         gen = _child("generate", args, [], args.timeout)
         loads["pipeline"] = os.getloadavg()[0]
@@ -587,7 +602,7 @@ def main() -> None:
         pargs = argparse.Namespace(**{**vars(args), "work": args.work + "_profile"})
         p = _child("pipeline", pargs, ["--profile", "--last", str(last)], args.timeout)
         prof = {**p["profile"], "sessions": p["sessions"]}
-    text = render(gen, pipe, bt, prof, feats, loads, args)
+    text = render(gen, pipe, bt, prof, feats, loads, args, before)
     print("\n" + text)
     (results / "realscale_report.md").write_text(text + "\n")
     if args.write_docs:
