@@ -563,7 +563,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--last", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    args.market = args.market or str(RESULTS / f"realscale_market_{args.sessions}")
+    args.market = str(Path(args.market or RESULTS / f"realscale_market_{args.sessions}").resolve())
+    args.work = str(Path(args.work).resolve())  # DAGSTER_HOME must be absolute
     if args.phase:
         res = PHASES[args.phase](args)
         Path(args.phase_out).write_text(json.dumps(res, default=str, indent=1))
