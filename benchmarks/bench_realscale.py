@@ -516,7 +516,8 @@ def render(
         )
     if bt:
         lines += ["", f"Backtest engine on the same {n} sessions (`b3quant_models.backtest.run_backtest`, default "
-                  f"`StrategyConfig`/`CostModel`, one strategy at a time on one prepared `Market`): option_iv "
+                  f"`StrategyConfig`/`CostModel`, one strategy at a time on one prepared `Market`; run separately from "
+                  f"the pipeline, on the stored tables): option_iv "
                   f"{bt['option_iv_rows']:,} rows read from DuckDB in {bt['read_s']:.1f} s; predictions table "
                   f"(next-day targets, {bt['prediction_rows']:,} rows) {bt['predictions_s']:.1f} s; "
                   f"`prepare_market` {bt['prepare_s']:.1f} s; peak RSS {bt['peak_rss_mib']:,.0f} MiB.", "",
@@ -535,9 +536,9 @@ def render(
                   f"(x{per_year:.1f}) about {per_run * per_year:.0f} s a strategy and instrument at this load. "
                   f"Persistence forecasts today's IV, so it never trades (the engine's floor). On a slice only the "
                   f"expiries inside it can be held (the engine counts days to expiry on the session grid), so fewer "
-                  f"positions open than in a year. Net Sharpe over {n} sessions means little; what the rows do show is "
-                  f"that on this market costs (its spreads: most of the 170 names are illiquid) exceed even the "
-                  f"oracle's gross P&L."]  # fmt: skip
+                  f"positions open than in a year. The engine's cost gate (a view trades only when its edge pays the "
+                  f"round trip at D's book) keeps most signals out on these mostly illiquid names. Net Sharpe over "
+                  f"{n} sessions means little."]  # fmt: skip
     return "\n".join(lines)
 
 
