@@ -200,3 +200,25 @@ def test_grid_targets_align_points(market):
     assert nxt["iv"].iloc[0] == pytest.approx(row["iv_next"])
     n_days = g["trade_date"].nunique()
     assert len(t) == len(g) / n_days * (n_days - 1)  # every point but the last day's has a target
+
+
+def test_series_history_rolling_mean_equals_per_series_rolling() -> None:
+    """The grouped rolling mean (one pass) equals each series' own rolling mean, in any row order."""
+    import numpy as np
+    import pandas as pd
+
+    from b3quant_models.features.common import series_history
+
+    rng = np.random.default_rng(0)
+    days = pd.bdate_range("2025-01-02", periods=12)
+    rows = pd.DataFrame(
+        [(d, t, e) for t, e in (("A1", "2025-03-21"), ("B1", "2025-03-21"), ("B1", "2025-04-17")) for d in days],
+        columns=["trade_date", "ticker", "expiry"],
+    )
+    rows = rows.sample(frac=0.8, random_state=1)  # gaps and shuffled order
+    rows["iv"] = rng.uniform(0.2, 0.6, len(rows))
+    rows.index = rng.permutation(np.arange(100, 100 + len(rows)))
+    got = series_history(rows, ["ticker", "expiry"])
+    for _, s in rows.sort_values("trade_date").groupby(["ticker", "expiry"]):
+        want = s["iv"] - s["iv"].rolling(5, min_periods=1).mean()
+        np.testing.assert_allclose(got.loc[want.index, "iv_dev_ma5"], want, rtol=0, atol=1e-15)

@@ -112,7 +112,10 @@ def series_history(df: pd.DataFrame, key: Sequence[str], value: str = "iv", pref
     out = pd.DataFrame(index=d.index)
     out[f"{prefix}_chg_prev"] = v - g[value].shift(1)
     out[f"{prefix}_chg_prev5"] = v - g[value].shift(5)
-    out[f"{prefix}_dev_ma5"] = v - g[value].transform(lambda s: s.rolling(5, min_periods=1).mean())
+    # groupby().rolling() runs in one Cython pass; transform(lambda) made a Series per series, which
+    # at the real market's size (tens of thousands of series) was most of option_features' time
+    ma5 = g[value].rolling(5, min_periods=1).mean().droplevel(list(range(len(key))))
+    out[f"{prefix}_dev_ma5"] = v - ma5
     out["sessions_since_prev"] = sessions_between(g["trade_date"].shift(1), d["trade_date"])
     return out.reindex(df.index)
 
