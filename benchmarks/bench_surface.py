@@ -38,7 +38,7 @@ from b3quant_models.option_iv import compute_option_iv, surface_quotes
 from b3quant_models.quotes import clean_quotes
 from b3quant_models.sources.rates import cdi_to_continuous
 from b3quant_models.surface import butterfly_violations, calendar_violations, fit_surfaces
-from b3quant_models.surface.batch import fit_surfaces_by_day
+from b3quant_models.surface.batch import MIN_DAYS_PER_WORKER, fit_surfaces_by_day
 
 REAL_DIR = ROOT.parent / "shared" / "data" / "b3-real"
 SESSIONS = ("25022026", "26022026", "27022026")
@@ -110,8 +110,14 @@ def profile_shares(q: pd.DataFrame) -> list[tuple[str, float]]:
     return [(name, v / total) for name, v in steps]
 
 
-def by_day_timing(quotes: list[pd.DataFrame], copies: int) -> tuple[int, float, float]:
-    """fit_surfaces_by_day on the sessions repeated ``copies`` times as distinct days: serial vs 2 workers."""
+def by_day_timing(quotes: list[pd.DataFrame], copies: int | None) -> tuple[int, float, float]:
+    """fit_surfaces_by_day on the sessions repeated as distinct days: serial vs 2 workers.
+
+    By default just enough copies for the library to use 2 workers on its own (``MIN_DAYS_PER_WORKER``
+    days each), i.e. the smallest batch where the pool is used: it must not be slower than serial there.
+    """
+    if copies is None:
+        copies = -(-2 * MIN_DAYS_PER_WORKER // len(quotes))
     days = []
     for c in range(copies):
         for q in quotes:
@@ -121,22 +127,15 @@ def by_day_timing(quotes: list[pd.DataFrame], copies: int) -> tuple[int, float, 
     fit_surfaces_by_day(big, workers=1)
     serial = time.perf_counter() - t
     t = time.perf_counter()
-    # the library default refuses to spawn for few days; call the pool directly to measure what it would cost
-    from b3quant_models.surface import batch
-
-    saved = batch.MIN_DAYS_PER_WORKER
-    batch.MIN_DAYS_PER_WORKER = 1
-    try:
-        fit_surfaces_by_day(big, workers=2)
-    finally:
-        batch.MIN_DAYS_PER_WORKER = saved
+    fit_surfaces_by_day(big, workers=2)
     return len(days), serial, time.perf_counter() - t
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats per session")
-    ap.add_argument("--copies", type=int, default=8, help="copies of the sessions for the by-day timing")
+    ap.add_argument("--copies", type=int, default=None,
+                    help="copies of the sessions for the by-day timing (default: 2 x MIN_DAYS_PER_WORKER days)")
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     load = os.getloadavg()[0]
@@ -170,8 +169,9 @@ def main() -> None:
         "the machine is shared, so only the ratios mean much); "
         "`uv run python benchmarks/bench_surface.py --write-docs`. Input: each real full-market session through "
         "`read_cotahist` → `quotes.clean_quotes` → `compute_option_iv` (CDI of the day from the SGS-12 JSON) → "
-        "`surface_quotes`. Reference: the previous implementation (scipy `least_squares` repair and SSVI, scipy "
-        "Nelder–Mead raw fits), kept frozen in `benchmarks/_surface_reference/`. Both fit the same quotes in one "
+        "`surface_quotes`. Reference: the implementation before the numba solvers (scipy `least_squares` repair "
+        "and SSVI, scipy Nelder–Mead raw fits), kept frozen in `benchmarks/_surface_reference/`. Both fit the same "
+        "quotes in one "
         f"process, interleaved, {a.repeat} times each after a warm-up; times are medians. Final arbitrage is "
         "re-checked with the public `butterfly_violations` + `calendar_violations` on the final parameters.",
         "",
@@ -198,11 +198,11 @@ def main() -> None:
         f"{best_ref_vs_slowest_new:.1f}x (slowest against slowest: {worst:.1f}x).",
         "- where the new fitter's time goes (one cProfile run on the first session; profiling inflates small "
         "calls): " + ", ".join(f"{name} {100 * s:.0f} %" for name, s in shares) + ".",
-        f"- `fit_surfaces_by_day` on {n_days} days (the sessions repeated as distinct days): serial "
+        f"- `fit_surfaces_by_day` on {n_days} days (the sessions repeated as distinct days; the smallest batch "
+        f"for which 2 workers are used, `MIN_DAYS_PER_WORKER` = {MIN_DAYS_PER_WORKER} days each): serial "
         f"{serial:.1f} s, 2 spawned workers {parallel:.1f} s ({serial / parallel:.2f}x). Each spawned worker pays "
-        "its imports (pandas, scipy, numba) and loads the cached kernels before its first day, a few seconds on "
-        "this machine, so the pool is only used from "
-        "`MIN_DAYS_PER_WORKER` days per worker on.",
+        "its imports (pandas, numba) and loads the cached kernels before its first day, a few seconds on this "
+        "machine, so below that batch size the library stays serial.",
     ]
     text = "\n".join(lines)
     print(text)

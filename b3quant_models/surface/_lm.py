@@ -1,9 +1,12 @@
-"""Small numba kernels shared by the surface fitters: a bounded Levenberg–Marquardt step and bounded
-Nelder–Mead bookkeeping.
+"""Small numba kernels shared by the surface fitters: the bounded Levenberg–Marquardt step and its
+trust update, the one home of the LM logic both the constrained SVI refit and SSVI run.
 
 Why not scipy: the problems are tiny (5 SVI parameters; 3 + one θ per expiry for SSVI) and solved
 hundreds of times a day, so scipy's per-iteration Python overhead (SVDs, norms, wrappers) was most of the
-surface time on a real B3 session. Each solver keeps its residual model in numba and calls these helpers.
+surface time on a real B3 session. Each solver keeps its residual model in numba and its loop is
+``lm_trial`` → evaluate the model at the trial point → ``lm_update``. (A single driver taking the residual
+model as a function argument would be shorter, but numba cannot cache functions with function arguments,
+and recompiling at every import costs seconds.)
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def chol_solve(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
     """Solve a[:n, :n] x = b[:n] for a symmetric positive-definite a by Cholesky; ok=False if not SPD."""
     low = np.zeros((n, n))
@@ -44,7 +47,7 @@ def chol_solve(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
     return x, True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def lm_step(jtj: np.ndarray, grad: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
             d2: np.ndarray, mu: float) -> tuple[np.ndarray, bool]:
     """Projected damped Gauss–Newton step for min ½‖r‖² on lo ≤ x ≤ hi.
@@ -82,7 +85,7 @@ def lm_step(jtj: np.ndarray, grad: np.ndarray, x: np.ndarray, lo: np.ndarray, hi
     return x_new, True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def predicted_reduction(jtj: np.ndarray, grad: np.ndarray, dx: np.ndarray) -> float:
     """Decrease of ½‖r‖² the Gauss–Newton model predicts for the step dx: −(gᵀdx + ½ dxᵀJᵀJ dx)."""
     n = dx.size
@@ -92,3 +95,42 @@ def predicted_reduction(jtj: np.ndarray, grad: np.ndarray, dx: np.ndarray) -> fl
         for j in range(n):
             s += 0.5 * dx[i] * jtj[i, j] * dx[j]
     return -s
+
+
+@numba.njit(cache=True, error_model="numpy")
+def lm_trial(jtj: np.ndarray, grad: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+             d2: np.ndarray, mu: float) -> tuple[np.ndarray, float, float, float, bool]:
+    """One damped trial step from x: (x_new, predicted reduction, ‖dx‖², ‖x‖², ok)."""
+    x_new, ok = lm_step(jtj, grad, x, lo, hi, d2, mu)
+    if not ok:
+        return x_new, 0.0, 0.0, 0.0, False
+    dx = x_new - x
+    step2 = 0.0
+    xn2 = 0.0
+    for q in range(x.size):
+        step2 += dx[q] * dx[q]
+        xn2 += x[q] * x[q]
+    return x_new, predicted_reduction(jtj, grad, dx), step2, xn2, True
+
+
+@numba.njit(cache=True, error_model="numpy")
+def lm_update(cost: float, cost_new: float, pred: float, step2: float, xn2: float, mu: float, nu: float,
+              ftol: float, xtol: float) -> tuple[bool, bool, float, float]:
+    """Accept or reject a trial of cost ``cost_new`` (inf for a failed step): (accept, stop, μ, ν).
+
+    Nielsen's damping update: on success μ shrinks by how well the model predicted the decrease; on
+    failure it grows geometrically; stop when the decrease or the step is negligible, or μ explodes.
+    """
+    if cost_new < cost:
+        ratio = (cost - cost_new) / pred if pred > 0 else 0.0
+        small = cost - cost_new <= ftol * cost or np.sqrt(step2) <= xtol * (xtol + np.sqrt(xn2))
+        return True, small, mu * max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3), 2.0
+    mu *= nu
+    return False, mu > 1e12, mu, nu * 2.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def raise_scaling(d2: np.ndarray, jtj: np.ndarray) -> None:
+    """Marquardt scaling: d2 = running max of diag JᵀJ (after an accepted step)."""
+    for q in range(d2.size):
+        d2[q] = max(d2[q], jtj[q, q])

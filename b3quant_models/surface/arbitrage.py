@@ -9,6 +9,7 @@ extent of the offending k region; empty DataFrames mean clean.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -47,17 +48,37 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return out
 
 
-def _grid_values(params: pd.DataFrame, k_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(g, w) of every row of ``params`` on ``k_grid`` at once, each (n_rows, n_grid)."""
-    a, b, rho, m, sigma = (params[c].to_numpy(dtype=float)[:, None] for c in SVI_PARAMS)
-    x = k_grid[None, :] - m
-    r = np.sqrt(x * x + sigma * sigma)
-    w = a + b * (rho * x + r)
-    w1 = b * (rho + x / r)
-    w2 = b * sigma * sigma / r**3
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = (1.0 - k_grid[None, :] * w1 / (2.0 * w)) ** 2 - w1 * w1 / 4.0 * (1.0 / w + 0.25) + w2 / 2.0
-    return np.where(w > 0, g, -np.inf), w
+@numba.njit(cache=True, error_model="numpy")
+def _grid_kernel(a, b, rho, m, sigma, k_grid, with_g):
+    """(g, w) on the grid for every slice; g = −inf where w ≤ 0 or g is NaN (g left empty unless with_g)."""
+    n, ng = a.size, k_grid.size
+    w_out = np.empty((n, ng))
+    g_out = np.empty((n, ng if with_g else 0))
+    for i in range(n):
+        s2 = sigma[i] * sigma[i]
+        for j in range(ng):
+            kk = k_grid[j]
+            x = kk - m[i]
+            r = np.sqrt(x * x + s2)
+            w = a[i] + b[i] * (rho[i] * x + r)
+            w_out[i, j] = w
+            if with_g:
+                if not w > 0:
+                    g_out[i, j] = -np.inf
+                    continue
+                w1 = b[i] * (rho[i] + x / r)
+                w2 = b[i] * s2 / (r * r * r)
+                u = 1.0 - kk * w1 / (2.0 * w)
+                g = u * u - w1 * w1 / 4.0 * (1.0 / w + 0.25) + w2 / 2.0
+                g_out[i, j] = g if g == g else -np.inf
+    return g_out, w_out
+
+
+def _grid_values(params: pd.DataFrame, k_grid: np.ndarray, with_g: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(g, w) of every row of ``params`` on ``k_grid`` at once, each (n_rows, n_grid), in one numba pass
+    (the numpy version built a dozen (slices × grid) temporaries and was most of the check time)."""
+    cols = [np.ascontiguousarray(params[c].to_numpy(dtype=float)) for c in SVI_PARAMS]
+    return _grid_kernel(*cols, np.ascontiguousarray(k_grid, dtype=float), with_g)
 
 
 def _keys(fitted: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,7 +93,6 @@ def butterfly_violations(
     k_grid = np.asarray(k_grid, dtype=float)
     fitted = fitted_slices(params_df)
     g, _ = _grid_values(fitted, k_grid)  # one (slices × grid) evaluation, not a loop over slices
-    g = np.where(np.isnan(g), -np.inf, g)
     bad = g < -tol
     und, exp, t = _keys(fitted)
     rows = [_row("butterfly", und[i], exp[i], pd.NaT, t[i], np.nan, k_grid, np.maximum(g[i], -1e6), bad[i])
@@ -90,7 +110,7 @@ def calendar_violations(
     """
     k_grid = np.asarray(k_grid, dtype=float)
     fitted = fitted_slices(params_df)  # sorted by underlying, then t
-    _, w = _grid_values(fitted, k_grid)
+    _, w = _grid_values(fitted, k_grid, with_g=False)
     und, exp, t = _keys(fitted)
     # consecutive rows of the same underlying with strictly increasing t
     pair = np.flatnonzero((und[1:] == und[:-1]) & (t[1:] > t[:-1]))

@@ -11,7 +11,11 @@ import pandas as pd
 from b3quant_models.surface.fit import fit_surfaces
 
 DAY_COLUMN = "trade_date"
-MIN_DAYS_PER_WORKER = 8  # below this, starting processes costs more than it saves
+# A spawned worker pays its imports and loads the numba kernels before its first day (measured: 18 s of
+# imports + 6 s for the first day on a 2-core machine at load 20, a few seconds when idle) while a day takes
+# 0.3–4 s; with S the start-up and d a day, W workers only win from about S / (d·(1 − 1/W)) days in all.
+# At 8 days per worker the pool lost to serial (0.44x, 18 days, docs/benchmarks.md), hence 16.
+MIN_DAYS_PER_WORKER = 16
 
 
 def _fit_one(args: tuple[pd.Timestamp, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:

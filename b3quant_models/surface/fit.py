@@ -17,6 +17,7 @@ Pipeline for one trading day (``fit_surfaces``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -32,12 +33,12 @@ from b3quant_models.surface.svi import (
     refit_svi_constrained,
     slice_arbitrage_margins,
     slice_errors,
-    svi_iv,
     svi_total_variance,
     svi_wing_slopes,
 )
 
 REQUIRED_COLUMNS = ("underlying_ticker", "expiry", "t", "k", "iv", "weight")
+_QUALITY_COLUMNS = ["rmse_vol_pts", "wrmse_vol_pts", "max_abs_err_vol_pts", "atm_iv"]
 CHECK_TOL = 1e-8
 
 PARAM_COLUMNS = [
@@ -116,6 +117,20 @@ def clean_quotes(quotes: pd.DataFrame, k_max: float = 0.5) -> tuple[pd.DataFrame
 
 
 # -------------------------------------------------------------------------------------------- helpers
+def _slice_stats(kept: pd.DataFrame) -> dict:
+    """Per-slice median t, quoted k range and mean finite forward, from one groupby."""
+    if not len(kept):
+        return {}
+    frame = kept[["underlying_ticker", "expiry", "t", "k"]].copy()
+    spec = {"t": ("t", "median"), "k_min_quoted": ("k", "min"), "k_max_quoted": ("k", "max")}
+    if "forward" in kept.columns:
+        f = pd.to_numeric(kept["forward"], errors="coerce").to_numpy(dtype=float)
+        frame["forward"] = np.where(np.isfinite(f), f, np.nan)
+        spec["forward"] = ("forward", "mean")
+    agg = frame.groupby(["underlying_ticker", "expiry"], sort=True).agg(**spec)
+    return {(u, pd.Timestamp(e)): r for (u, e), r in zip(agg.index, agg.to_dict("records"), strict=True)}
+
+
 def _errors(k, iv, t, weight, p) -> tuple[float, float, float]:
     """(RMSE, weighted RMSE, max abs error) in vol points; inf when the fit has w ≤ 0 at a quote."""
     return slice_errors(k, iv, float(t), weight, *(float(v) for v in p))
@@ -155,6 +170,14 @@ def _repair_underlying(rows: list[dict], data: dict, k_grid: np.ndarray, max_win
                                             max_wing_slope=max_wing_slope)
                 if (res.success and all(_slice_ok(res.params, k_grid, prev_w))
                         and (best is None or res.objective < best.objective)):
+                    best = res
+            if best is None:
+                # last resort: a nearly flat smile at the slice's ATM level (g ≈ 1, no butterfly arbitrage),
+                # from which the penalty path reaches the feasible set where the raw fit's basin does not
+                w_atm = float(svi_total_variance(0.0, *p))
+                res = refit_svi_constrained(k, iv, row["t"], wt, (w_atm, 1e-3, 0.0, 0.0, 0.1), k_grid,
+                                            floor_w=prev_w, max_wing_slope=max_wing_slope)
+                if res.success and all(_slice_ok(res.params, k_grid, prev_w)):
                     best = res
             if best is not None:
                 row.update(dict(zip(SVI_PARAMS, best.params, strict=True)))
@@ -209,28 +232,25 @@ def fit_surfaces(
         "t": pd.to_numeric(quotes["t"], errors="coerce").to_numpy(),
     }).dropna(subset=["underlying_ticker", "expiry"])
     slice_t = keys_all.groupby(["underlying_ticker", "expiry"])["t"].median()
-    # one groupby for positions, then plain numpy per slice (a real session has ~1000 slices, most tiny)
+    # one groupby for positions and per-slice aggregates, then plain numpy per slice (a real session
+    # has ~1000 slices, most tiny: numpy calls on a handful of quotes cost more than the numbers)
     groups = kept.groupby(["underlying_ticker", "expiry"], sort=True).indices if len(kept) else {}
     cols = {c: kept[c].to_numpy(dtype=float) for c in ("t", "k", "iv", "weight")}
-    fwd = pd.to_numeric(kept["forward"], errors="coerce").to_numpy(dtype=float) if "forward" in kept.columns else None
+    stats = _slice_stats(kept)
 
     rows: list[dict] = []
     data: dict = {}
     prev_slopes: dict = {}  # iteration is sorted by (underlying, expiry), i.e. by t within an underlying
     for (und, exp), t_med in slice_t.sort_index().items():
-        pos = groups.get((und, pd.Timestamp(exp)))
+        key = (und, pd.Timestamp(exp))
+        pos = groups.get(key)
         n = 0 if pos is None else len(pos)
         row = dict.fromkeys(PARAM_COLUMNS, np.nan)
         row.update(underlying_ticker=und, expiry=exp, n_quotes=n, repaired=False, repair="", reason="", model="",
-                   model_note="", _key=(und, exp))
-        row["t"] = float(np.median(cols["t"][pos])) if n else float(t_med)
+                   model_note="", _key=(und, exp), t=float(t_med))
         if n:
+            row.update(stats[key])
             k, iv, wt = cols["k"][pos], cols["iv"][pos], cols["weight"][pos]
-            row["k_min_quoted"], row["k_max_quoted"] = float(k.min()), float(k.max())
-            if fwd is not None:
-                f = fwd[pos]
-                f = f[np.isfinite(f)]
-                row["forward"] = float(f.mean()) if f.size else np.nan
         if n < min_quotes:
             row.update(status="too_few_quotes", reason=f"{n} usable quotes < min_quotes={min_quotes}")
             rows.append(row)
@@ -318,17 +338,17 @@ def _maybe_ssvi(und_rows: list[dict], data: dict, k_grid: np.ndarray, margin: fl
 
 
 def _finalize(rows: list[dict], data: dict) -> pd.DataFrame:
-    """Fill fit-quality columns from the current params and build the params DataFrame."""
-    out = []
-    for row in rows:
-        r = {c: row.get(c, np.nan) for c in PARAM_COLUMNS}
+    """Fill fit-quality columns from the current params and build the params DataFrame (column-wise)."""
+    quality = np.full((len(rows), 4), np.nan)
+    for i, row in enumerate(rows):
         if row["status"] == "ok":
             k, iv, wt = data[row["_key"]]
-            p = tuple(row[c] for c in SVI_PARAMS)
-            r["rmse_vol_pts"], r["wrmse_vol_pts"], r["max_abs_err_vol_pts"] = _errors(k, iv, row["t"], wt, p)
-            r["atm_iv"] = float(svi_iv(0.0, row["t"], *p))
-        out.append(r)
-    df = pd.DataFrame(out, columns=PARAM_COLUMNS)
+            a, b, rho, m, sigma = (float(row[c]) for c in SVI_PARAMS)
+            quality[i, :3] = slice_errors(k, iv, float(row["t"]), wt, a, b, rho, m, sigma)
+            w_atm = a + b * (math.sqrt(m * m + sigma * sigma) - rho * m)  # w(0)
+            quality[i, 3] = math.sqrt(w_atm / row["t"]) if w_atm > 0 else np.nan
+    df = pd.DataFrame({c: [row[c] for row in rows] for c in PARAM_COLUMNS}, columns=PARAM_COLUMNS)
+    df[_QUALITY_COLUMNS] = quality
     df["expiry"] = pd.to_datetime(df["expiry"])
     df["n_quotes"] = df["n_quotes"].astype(int)
     df["repaired"] = df["repaired"].astype(bool)

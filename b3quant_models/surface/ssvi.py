@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from b3quant_models.surface._lm import lm_step, predicted_reduction
+from b3quant_models.surface._lm import lm_trial, lm_update, raise_scaling
 
 _RHO_MAX = 0.999
 _GAMMA_BOUNDS = (0.01, 0.5)
@@ -48,7 +48,7 @@ def ssvi_to_raw(theta: float, rho: float, eta: float, gamma: float) -> tuple[flo
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _ssvi_normal(x, k, iv, t, idx, sqw, jtj, grad):
     """½‖r‖² of the IV-space SSVI residuals r = √w·(√(w/t) − iv)·100 at x = (ρ, s, γ, Δθ…); fills JᵀJ, Jᵀr.
 
@@ -102,7 +102,7 @@ def _ssvi_normal(x, k, iv, t, idx, sqw, jtj, grad):
     return 0.5 * cost
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _ssvi_lm(x0, lo, hi, k, iv, t, idx, sqw, max_iter, ftol, xtol):
     """Bounded Levenberg–Marquardt on the SSVI residuals; returns (x, ½‖r‖²)."""
     npar = x0.size
@@ -118,41 +118,19 @@ def _ssvi_lm(x0, lo, hi, k, iv, t, idx, sqw, max_iter, ftol, xtol):
     mu = 1e-3
     nu = 2.0
     for _ in range(max_iter):
-        x_new, ok = lm_step(jtj, grad, x, lo, hi, d2, mu)
-        if not ok:
-            mu *= nu
-            nu *= 2.0
-            if mu > 1e12:
-                break
-            continue
-        dx = x_new - x
-        step = 0.0
-        xn = 0.0
-        for q in range(npar):
-            step += dx[q] * dx[q]
-            xn += x[q] * x[q]
-        if step == 0.0:
+        x_new, pred, step2, xn2, ok = lm_trial(jtj, grad, x, lo, hi, d2, mu)
+        if ok and step2 == 0.0:
             break
-        pred = predicted_reduction(jtj, grad, dx)
-        cost_n = _ssvi_normal(x_new, k, iv, t, idx, sqw, jtj_n, grad_n)
-        if cost_n < cost:
-            ratio = (cost - cost_n) / pred if pred > 0 else 0.0
-            small = cost - cost_n <= ftol * cost or np.sqrt(step) <= xtol * (xtol + np.sqrt(xn))
+        cost_n = _ssvi_normal(x_new, k, iv, t, idx, sqw, jtj_n, grad_n) if ok else np.inf
+        accept, stop, mu, nu = lm_update(cost, cost_n, pred, step2, xn2, mu, nu, ftol, xtol)
+        if accept:
             x = x_new
             cost = cost_n
             jtj[:, :] = jtj_n
             grad[:] = grad_n
-            for q in range(npar):
-                d2[q] = max(d2[q], jtj[q, q])
-            mu *= max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
-            nu = 2.0
-            if small:
-                break
-        else:
-            mu *= nu
-            nu *= 2.0
-            if mu > 1e12:
-                break
+            raise_scaling(d2, jtj)
+        if stop:
+            break
     return x, cost
 
 

@@ -26,13 +26,19 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from b3quant_models.surface._lm import lm_step, predicted_reduction
+from b3quant_models.surface._lm import lm_trial, lm_update, raise_scaling
 
 SVI_PARAMS = ("a", "b", "rho", "m", "sigma")
 MAX_WING_SLOPE = 2.0  # Roger Lee's moment bound on the asymptotic slope of total variance
 SIGMA_BOUNDS = (2e-3, 3.0)
+_SIGMA_LO, _SIGMA_HI = SIGMA_BOUNDS  # plain floats: numba freezes them as constants
 RHO_MAX = 1.0 - 1e-6
 _OBJ_SCALE = 1e4  # objective in (vol points)² so optimizer tolerances are meaningful
+# LM stop on relative decrease per penalty weight: 1e-8 instead of 1e-10 saves a quarter of the refit
+# iterations; the repaired fits were as good on the real sessions (docs/surfaces.md, Performance)
+_REFIT_FTOL = 1e-8
+# fastmath for the hot residual loops, without "nnan"/"ninf": the kernels test for NaN and use ±inf
+_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 # --------------------------------------------------------------------------------------------- formulas
@@ -64,7 +70,7 @@ def svi_g(k, a, b, rho, m, sigma) -> np.ndarray:
     return np.where(w > 0, g, -np.inf)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def slice_arbitrage_margins(a, b, rho, m, sigma, k_grid, floor_w):
     """(min g, min (w − floor_w)) of one raw SVI slice on k_grid, in one pass (−inf where w ≤ 0 or g is NaN;
     the second is +inf for an empty floor_w). What the repair loop checks after every (re)fit."""
@@ -89,7 +95,7 @@ def slice_arbitrage_margins(a, b, rho, m, sigma, k_grid, floor_w):
     return g_min, c_min
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def slice_errors(k, iv, t, weight, a, b, rho, m, sigma):
     """(RMSE, weighted RMSE, max abs error) of a slice's fitted IV in vol points; inf if w ≤ 0 at a quote."""
     ws = 0.0
@@ -125,12 +131,12 @@ def svi_wing_slopes(b: float, rho: float) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------- inner linear problem
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _det3(m00, m01, m02, m10, m11, m12, m20, m21, m22):
     return m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20) + m02 * (m10 * m21 - m11 * m20)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _solve_free(h, rhs, free, n_free, out):
     """Solve the n_free×n_free subsystem H_ff x = rhs_f (n_free ≤ 3) by Cramer's rule into out; ok flag."""
     if n_free == 0:
@@ -166,7 +172,7 @@ def _solve_free(h, rhs, free, n_free, out):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _box_qp3(h, g, c0, lo, hi, best_x):
     """min x'Hx − 2g'x + c0 over lo ≤ x ≤ hi (3 variables) by active-set enumeration; x into best_x.
 
@@ -225,7 +231,7 @@ def _box_qp3(h, g, c0, lo, hi, best_x):
     return best
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _inner_into(m, sigma, k, w, om, a_hi, beta, slope_l_min, slope_r_min, x):
     """Optimal (A, U, V) into x and weighted SSE for fixed (m, σ), honouring the min-variance constraint.
 
@@ -263,7 +269,7 @@ def _inner_into(m, sigma, k, w, om, a_hi, beta, slope_l_min, slope_r_min, x):
     return max(val, 0.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _inner(m, sigma, k, w, om, a_hi, beta, slope_l_min, slope_r_min):
     """(x, SSE) form of :func:`_inner_into`."""
     x = np.zeros(3)
@@ -271,7 +277,7 @@ def _inner(m, sigma, k, w, om, a_hi, beta, slope_l_min, slope_r_min):
     return x, val
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _grid_search(ms, sigmas, k, w, om, a_hi, beta, slope_l_min, slope_r_min):
     """Objective on an (m, σ) grid; the outer problem has local minima, so start from the best node."""
     out = np.empty((ms.size, sigmas.size))
@@ -282,12 +288,12 @@ def _grid_search(ms, sigmas, k, w, om, a_hi, beta, slope_l_min, slope_r_min):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _outer(z0, z1, k, w, om, a_hi, beta, sl_min, sr_min, x):
     return _inner_into(z0, np.exp(z1), k, w, om, a_hi, beta, sl_min, sr_min, x)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _sort3(sim, fsim):
     """Order the 3 simplex vertices by objective (stable insertion sort)."""
     for i in range(1, 3):
@@ -299,7 +305,7 @@ def _sort3(sim, fsim):
             j -= 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _nelder_mead(z_start, lo, hi, k, w, om, a_hi, beta, sl_min, sr_min, xatol, fatol, maxfev):
     """Bounded Nelder–Mead on (m, log σ): scipy's algorithm (non-adaptive coefficients, its initial
     simplex, reflection of simplex points beyond the upper bound, clipping of every trial point) moved
@@ -388,9 +394,47 @@ def _nelder_mead(z_start, lo, hi, k, w, om, a_hi, beta, sl_min, sr_min, xatol, f
     return sim[0].copy(), fsim[0]
 
 
-@numba.njit(cache=True)
-def _fit_slice_kernel(k, w, om, a_hi, beta, sl_min, sr_min, ms, sigmas, lo, hi):
-    """Grid start + Nelder–Mead polish of the outer (m, log σ) problem; returns (m, σ, A, U, V, SSE)."""
+@numba.njit(cache=True, error_model="numpy")
+def _fit_weights_into(iv, t, weight, out):
+    """:func:`fit_weights` in numba, times ``_OBJ_SCALE``."""
+    ws = 0.0
+    for i in range(weight.size):
+        ws += weight[i]
+    for i in range(weight.size):
+        d = 2.0 * iv[i] * t
+        out[i] = weight[i] / ws / (d * d) * _OBJ_SCALE
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fit_slice_kernel(k, iv, t, weight, beta, sl_min, sr_min):
+    """Grid start + Nelder–Mead polish of the outer (m, log σ) problem; returns (m, σ, A, U, V, SSE).
+
+    Start grid: 17 vertices m over the quoted k range × 14 σ geometric from 2·σ_min to min(σ_max, 4·span)."""
+    n = k.size
+    w = np.empty(n)
+    om = np.empty(n)
+    _fit_weights_into(iv, t, weight, om)
+    a_hi = -np.inf
+    k_lo, k_hi = np.inf, -np.inf
+    for i in range(n):
+        w[i] = iv[i] * iv[i] * t
+        a_hi = max(a_hi, w[i])
+        k_lo = min(k_lo, k[i])
+        k_hi = max(k_hi, k[i])
+    span = max(k_hi - k_lo, 0.05)
+    s_lo, s_hi = _SIGMA_LO, _SIGMA_HI
+    ms = np.empty(17)
+    for i in range(17):
+        ms[i] = k_lo + (k_hi - k_lo) * i / 16.0
+    sigmas = np.empty(14)
+    g_lo, g_hi = np.log(s_lo * 2.0), np.log(min(s_hi, 4.0 * span))
+    for j in range(14):
+        sigmas[j] = np.exp(g_lo + (g_hi - g_lo) * j / 13.0)
+    sigmas[0], sigmas[13] = s_lo * 2.0, min(s_hi, 4.0 * span)
+    lo = np.empty(2)
+    hi = np.empty(2)
+    lo[0], lo[1] = k_lo, np.log(s_lo)
+    hi[0], hi[1] = k_hi, np.log(s_hi)
     surf = _grid_search(ms, sigmas, k, w, om, a_hi, beta, sl_min, sr_min)
     bi, bj = 0, 0
     for i in range(ms.size):
@@ -414,7 +458,7 @@ def _coeffs_to_raw(x: np.ndarray, m: float, sigma: float) -> tuple[float, float,
     a, u, v = (float(z) for z in x)
     b = (u + v) / (2.0 * sigma)
     rho = (u - v) / (u + v) if u + v > 0 else 0.0
-    return a, b, float(np.clip(rho, -RHO_MAX, RHO_MAX)), float(m), float(sigma)
+    return a, b, min(max(float(rho), -RHO_MAX), RHO_MAX), float(m), float(sigma)
 
 
 # --------------------------------------------------------------------------------------------- fitting
@@ -454,27 +498,17 @@ def fit_svi_slice(
     sl_min = float(min(max(min_slopes[0], 0.0), max_wing_slope))
     sr_min = float(min(max(min_slopes[1], 0.0), max_wing_slope))
     k = np.ascontiguousarray(k, dtype=float)
-    iv = np.asarray(iv, dtype=float)
-    w = np.ascontiguousarray(iv * iv * t)
-    om = np.ascontiguousarray(fit_weights(iv, t, np.ones_like(k) if weight is None else weight))
-    om_s = om * _OBJ_SCALE
-    a_hi = float(w.max())
-    k_lo, k_hi = float(k.min()), float(k.max())
-    span = max(k_hi - k_lo, 0.05)
+    iv = np.ascontiguousarray(iv, dtype=float)
+    wt = np.ones_like(k) if weight is None else np.ascontiguousarray(weight, dtype=float)
     # vertex inside the quoted range (Zeliade): outside it both wings are extrapolation and the fits
-    # that result are the main source of spurious butterfly arbitrage
-    m_lo, m_hi = k_lo, k_hi
-    s_lo, s_hi = SIGMA_BOUNDS
-    ms = np.linspace(m_lo, m_hi, 17)
-    sigmas = np.geomspace(s_lo * 2, min(s_hi, 4.0 * span), 14)
-    lo = np.array([m_lo, np.log(s_lo)])
-    hi = np.array([m_hi, np.log(s_hi)])
-    r = _fit_slice_kernel(k, w, om_s, a_hi, float(max_wing_slope), sl_min, sr_min, ms, sigmas, lo, hi)
+    # that result are the main source of spurious butterfly arbitrage; the (m, σ) start grid and the
+    # weights are built inside the kernel (numpy's linspace/geomspace cost more than the fit here)
+    r = _fit_slice_kernel(k, iv, float(t), wt, float(max_wing_slope), sl_min, sr_min)
     m, sigma, x, val = float(r[0]), float(r[1]), r[2:5], float(r[5])
     return SliceFit(_coeffs_to_raw(x, m, sigma), float(val), True, "quasi-explicit")
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _penalty_system(p, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, beta, sl):
     """Residuals and Jacobian of the penalized refit: fit rows, then sl·min(c, 0) for constraints c
     (g on kg, min variance, two Lee slopes, calendar on kg). Also returns the raw constraint values."""
@@ -553,7 +587,7 @@ def _penalty_system(p, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, b
     return res, jac, cons
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _acc(jtj, grad, row, res):
     """Add one residual row (value res, Jacobian row) to JᵀJ and Jᵀr."""
     for q in range(5):
@@ -562,7 +596,7 @@ def _acc(jtj, grad, row, res):
             jtj[q, s] += row[q] * row[s]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _penalty_normal(p, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, beta, sl, jtj, grad):
     """The residual model of :func:`_penalty_system` reduced to what Gauss–Newton needs: returns
     (½‖r‖², min constraint) and fills JᵀJ and Jᵀr, without materializing the (n + 2·grid) × 5 Jacobian."""
@@ -653,7 +687,7 @@ def _penalty_normal(p, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, b
     return 0.5 * cost, c_min
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _refit_kernel(x0, lo, hi, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, beta, max_iter):
     """Exterior-penalty continuation (λ = 1e3 … 1e9) with a bounded Levenberg–Marquardt solve per λ;
     stops at the first λ whose solution satisfies every constraint to within margin/2.
@@ -677,42 +711,22 @@ def _refit_kernel(x0, lo, hi, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, ma
         nu = 2.0
         for _ in range(max_iter):
             n_it += 1
-            x_new, ok = lm_step(jtj, grad, x, lo, hi, d2, mu)
-            if not ok:
-                mu *= nu
-                nu *= 2.0
-                if mu > 1e12:
-                    break
-                continue
-            dx = x_new - x
-            step = 0.0
-            xn = 0.0
-            for q in range(5):
-                step += dx[q] * dx[q]
-                xn += x[q] * x[q]
-            if step == 0.0:
+            x_new, pred, step2, xn2, ok = lm_trial(jtj, grad, x, lo, hi, d2, mu)
+            if ok and step2 == 0.0:
                 break
-            pred = predicted_reduction(jtj, grad, dx)
-            cost_n, c_n = _penalty_normal(x_new, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin, beta,
-                                          sl, jtj_n, grad_n)
-            if cost_n < cost:
-                ratio = (cost - cost_n) / pred if pred > 0 else 0.0
-                small = cost - cost_n <= 1e-10 * cost or np.sqrt(step) <= 1e-10 * (1e-10 + np.sqrt(xn))
+            cost_n, c_n = np.inf, c_min
+            if ok:
+                cost_n, c_n = _penalty_normal(x_new, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin,
+                                              beta, sl, jtj_n, grad_n)
+            accept, stop, mu, nu = lm_update(cost, cost_n, pred, step2, xn2, mu, nu, _REFIT_FTOL, 1e-10)
+            if accept:
                 x = x_new
                 cost, c_min = cost_n, c_n
                 jtj[:, :] = jtj_n
                 grad[:] = grad_n
-                for q in range(5):
-                    d2[q] = max(d2[q], jtj[q, q])
-                mu *= max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
-                nu = 2.0
-                if small:
-                    break
-            else:
-                mu *= nu
-                nu *= 2.0
-                if mu > 1e12:
-                    break
+                raise_scaling(d2, jtj)
+            if stop:
+                break
         if c_min >= -0.5 * margin:
             break
         lam *= 100.0
@@ -744,19 +758,21 @@ def refit_svi_constrained(
     variance and Lee slopes likewise), so a check with tolerance 0 on the same grid passes.
     """
     k = np.ascontiguousarray(k, dtype=float)
-    iv = np.asarray(iv, dtype=float)
-    w_mkt = np.ascontiguousarray(iv * iv * t)
-    sq_om = np.ascontiguousarray(
-        np.sqrt(fit_weights(iv, t, np.ones_like(k) if weight is None else weight) * _OBJ_SCALE))
+    iv = np.ascontiguousarray(iv, dtype=float)
+    w_mkt = iv * iv * t
+    sq_om = np.empty_like(k)
+    _fit_weights_into(iv, float(t), np.ones_like(k) if weight is None else np.ascontiguousarray(weight, dtype=float),
+                      sq_om)
+    np.sqrt(sq_om, out=sq_om)
     kg = np.ascontiguousarray(k_grid, dtype=float)
     has_floor = floor_w is not None
     floor = np.ascontiguousarray(floor_w if has_floor else np.zeros(1), dtype=float)
     w_scale = max(float(w_mkt.mean()), 1e-8)
-    a_hi = float(max(w_mkt.max(), float(np.max(floor)) if has_floor else 0.0) * 2.0)
+    a_hi = max(float(w_mkt.max()), float(floor.max()) if has_floor else 0.0) * 2.0
     sig_lo, sig_hi = SIGMA_BOUNDS
     lo = np.array([-max_wing_slope * sig_hi, 0.0, -0.999, float(k.min()), sig_lo])
     hi = np.array([a_hi, max_wing_slope, 0.999, float(k.max()), sig_hi])
-    x0 = np.clip(np.asarray(start, dtype=float), lo, hi)
+    x0 = np.minimum(np.maximum(np.asarray(start, dtype=float), lo), hi)
     x, c_min, _ = _refit_kernel(x0, lo, hi, k, w_mkt, sq_om, kg, floor, has_floor, w_scale, margin,
                                 float(max_wing_slope), max_iter)
     feasible = bool(np.isfinite(c_min) and c_min >= -0.5 * margin)
