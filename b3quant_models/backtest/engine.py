@@ -449,15 +449,16 @@ def _flat(mk: Market, name: str, days: np.ndarray) -> BacktestResult:
 
 def _expiry_index(sessions: np.ndarray, m: pd.DataFrame, series: pd.DataFrame) -> np.ndarray:
     """Session index of each series' expiry: the first session on or after it when the market reaches it;
-    beyond the market's last session, counted on from the series' last quote by its B3 business days to
+    beyond the market's last session, counted on from the series' first quote by its B3 business days to
     expiry (``t`` x 252). So a window that ends at day D (one partition run) sees the same days to expiry,
-    hence the same decisions, as a run over the whole history."""
+    hence the same decisions, as a run over the whole history; and the first quote, not a later one, so
+    nothing observed after a decision can move it (the look-ahead check alters later rows)."""
     e_i = np.searchsorted(sessions, series["expiry"].to_numpy())
     beyond = series["expiry"].to_numpy() > sessions[-1]
     if beyond.any():
-        last = m.sort_values("i").drop_duplicates("ticker", keep="last").set_index("ticker")
-        last = last.loc[series.index[beyond]]
-        e_i[beyond] = last["i"].to_numpy() + np.round(last["t"].to_numpy() * 252).astype(np.int64)
+        first = m.sort_values("i").drop_duplicates("ticker", keep="first").set_index("ticker")
+        first = first.loc[series.index[beyond]]
+        e_i[beyond] = first["i"].to_numpy() + np.round(first["t"].to_numpy() * 252).astype(np.int64)
     return e_i
 
 
