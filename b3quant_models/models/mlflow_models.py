@@ -15,8 +15,11 @@ the functions (a multi-second import the code location and the service do not pa
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +32,26 @@ CHAMPION_ALIAS = "champion"
 MODEL_ARTIFACT = "model"  # the MLflow model's name in the run
 RAW_ARTIFACT = "forecast_model"  # the ForecastModel.save directory, as plain run artifacts
 _SIGNATURE_ROWS = 20
+
+
+@contextlib.contextmanager
+def using_tracking_uri(tracking_uri: str) -> Iterator[None]:
+    """MLflow's fluent API on ``tracking_uri`` for the duration, then the previous URI *and* environment:
+    MLflow 3 also writes ``MLFLOW_TRACKING_URI`` when the URI is set, so restoring the URI alone would leave
+    every later run in this process following the "restored" default (``./mlflow.db``)."""
+    import mlflow
+
+    previous_uri = mlflow.get_tracking_uri()
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
 def registered_model_name(model_name: str) -> str:
@@ -68,23 +91,17 @@ def log_forecast_model(model: ForecastModel, sample: pd.DataFrame, *, register_a
                                             **kw)
         return mlflow.lightgbm.log_model(model.booster, pip_requirements=_pins("lightgbm"), **kw)
 
-    from b3quant_models.models.mlflow_pyfunc import ForecastPyfunc, pyfunc_input
+    from b3quant_models.models.mlflow_pyfunc import ForecastPyfunc, history_from_rows, pyfunc_input
 
     inputs = pyfunc_input(model, rows)
     with tempfile.TemporaryDirectory() as tmp:
         saved = model.save(Path(tmp) / "forecast_model")
         return mlflow.pyfunc.log_model(
             python_model=ForecastPyfunc(), artifacts={"forecast_model": str(saved)},
-            signature=infer_signature(inputs, model.predict(rows, history=_history_of(model, rows))),
+            signature=infer_signature(inputs, model.predict(rows, history=history_from_rows(model, rows))),
             pip_requirements=_pins("b3quant-ml", "numpy", "pandas"),
             metadata=meta | {"prediction": "iv_next: next-day IV level (decimal)"}, **kw,
         )
-
-
-def _history_of(model: ForecastModel, rows: pd.DataFrame):
-    from b3quant_models.models.mlflow_pyfunc import history_from_rows
-
-    return history_from_rows(model, rows)
 
 
 def model_version(tracking_uri: str, name: str, run_id: str) -> str | None:
@@ -104,12 +121,8 @@ def ensure_model_version(tracking_uri: str, model_name: str, run_id: str) -> tup
     if version is None:
         import mlflow
 
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(tracking_uri)
-        try:
+        with using_tracking_uri(tracking_uri):
             version = mlflow.register_model(f"runs:/{run_id}/{MODEL_ARTIFACT}", name).version
-        finally:
-            mlflow.set_tracking_uri(previous)
     return name, str(version)
 
 
