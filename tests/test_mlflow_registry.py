@@ -169,24 +169,3 @@ def test_promotion_after_moving_the_data_folder(frame: pd.DataFrame, tmp_path: P
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM option_iv").fetchone()[0] == len(frame)
     assert not old.exists()
-
-
-def test_paths_are_stored_relative(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("B3Q_DATA_DIR", str(tmp_path / "d"))
-    inside = settings.saved_models_dir() / "xgboost" / "abc"
-    assert settings.data_relative(inside) == "models/xgboost/abc"
-    assert settings.resolve_data_path("models/xgboost/abc") == inside.resolve()
-    outside = tmp_path / "elsewhere"
-    assert settings.data_relative(outside) == str(outside.resolve())  # outside the folder: kept absolute
-    assert settings.resolve_data_path(str(outside)) == outside
-
-
-def test_rates_source_column_names_the_landing_file_relatively(tmp_path: Path, monkeypatch) -> None:
-    """``risk_free_rate.source`` is stored in DuckDB: it must not carry this machine's data folder."""
-    from b3quant_models.sources.rates import read_rates_file
-
-    monkeypatch.setenv("B3Q_DATA_DIR", str(tmp_path / "d"))
-    f = settings.landing_dir() / "cdi.csv"
-    f.parent.mkdir(parents=True)
-    f.write_text("date,cdi_annual_pct\n2016-01-04,14.13\n")
-    assert read_rates_file(f).attrs["source"] == "rates file $B3Q_DATA_DIR/landing/cdi.csv"
