@@ -12,6 +12,10 @@ import pandas as pd
 import pytest
 
 from b3quant_assets.defs.models.assets import (
+    DEEP_MODEL_ASSETS,
+    deep_grid_model_assets,
+    deep_model_assets,
+    ensemble_assets,
     grid_model_assets,
     grid_model_predictions,
     model_assets,
@@ -30,6 +34,7 @@ from b3quant_models.features import (
     build_targets,
 )
 from b3quant_models.features.dataset import TrainingDataset, dataset_from_frame
+from b3quant_models.features.history import grid_history
 from b3quant_models.models import load_model
 from b3quant_models.models.tracking import local_tracking_uri
 from b3quant_models.testing import toy_market
@@ -58,9 +63,12 @@ def test_models_train_log_and_compare(
     monkeypatch.setenv("B3Q_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
+    grid = grid_history(toy_market(70, 2, seed=5)["surface_grid"])  # what the deep per-option models read
+
     @dg.asset(name="training_set")
     def training_set_stub() -> TrainingDataset:
-        return dataset_from_frame(toy_training_set)
+        ds = dataset_from_frame(toy_training_set)
+        return TrainingDataset(ds.frame, ds.keys, ds.feature_columns, ds.kind, ds.history.with_grid(grid))
 
     @dg.asset(name="grid_training_set")
     def grid_training_set_stub() -> TrainingDataset:
@@ -69,7 +77,9 @@ def test_models_train_log_and_compare(
     uri = local_tracking_uri(tmp_path / "mlflow")
     cfg = {**training_config_for(70), "n_trials": 2, "timeout_s": 30.0, "shap_sample": 200}
     store = tmp_path / "bentoml_models"
-    assets = [training_set_stub, grid_training_set_stub, *model_assets, *grid_model_assets]
+    assets = [training_set_stub, grid_training_set_stub, *model_assets, *grid_model_assets, *deep_model_assets,
+              *deep_grid_model_assets, *ensemble_assets]
+    tiny = {**cfg, "max_epochs": 3, "patience": 2, "hidden": 8, "lookback": 3, "device": "cpu"}
     res = dg.materialize(
         [*assets, model_comparison, model_predictions, grid_model_predictions, promoted_model],
         resources={
@@ -78,12 +88,15 @@ def test_models_train_log_and_compare(
             "model_io_manager": dg.mem_io_manager,
             "bento_store": BentoModelStore(models_dir=str(store)),
         },
-        run_config={"ops": {m: {"config": cfg} for m in ("xgboost_model", "lightgbm_model", "series_ar_model",
-                                                          "xgboost_grid_model")}},
+        run_config={"ops": {**{m: {"config": cfg} for m in ("xgboost_model", "lightgbm_model", "series_ar_model",
+                                                             "xgboost_grid_model")},
+                            **{m: {"config": tiny} for m in DEEP_MODEL_ASSETS}}},
     )
     assert res.success
     table = res.output_for_node("model_comparison")
-    assert set(table["trained_model"]) == {"xgboost", "lightgbm", "series_ar", "xgboost_grid"}
+    deep = {"lstm", "gru", "pinn", "lstm_grid", "gru_grid", "pinn_grid"}
+    assert set(table["trained_model"]) == {"xgboost", "lightgbm", "series_ar", "xgboost_grid", *deep,
+                                           "stacking_ensemble", "stacking_ensemble_grid"}
     assert set(table["target"]) == {"per option series", "per surface-grid point"}
     grid = table[table["trained_model"] == "xgboost_grid"].set_index("forecaster")["rmse_vol_pts"]
     assert "persistence" in grid.index and np.isfinite(grid["xgboost"])
@@ -91,18 +104,28 @@ def test_models_train_log_and_compare(
 
     # The predictions tables: every model's out-of-fold and test rows, validated by their schema.
     preds = res.output_for_node("model_predictions")
-    assert set(preds["model"]) == {"xgboost", "lightgbm", "series_ar"} and set(preds["split"]) == {"oof", "test"}
+    assert set(preds["model"]) == {"xgboost", "lightgbm", "series_ar", "lstm", "gru", "pinn", "stacking_ensemble"}
+    assert set(preds["split"]) == {"oof", "test"}
     assert list(preds.columns[:11]) == ["model", "split", "fold", "trade_date", "target_date", "ticker",
                                         "underlying_ticker", "iv", "iv_next", "forecast", "iv_opt"]
     gpreds = res.output_for_node("grid_model_predictions")
-    assert set(gpreds["model"]) == {"xgboost_grid"} and "tenor_bdays" in gpreds.columns
+    assert set(gpreds["model"]) == {"xgboost_grid", "lstm_grid", "gru_grid", "pinn_grid", "stacking_ensemble_grid"}
+    assert "tenor_bdays" in gpreds.columns
     assert all(c.passed for c in res.get_asset_check_evaluations())
 
     # Every model's run is in the configured store, and logging leaves the environment as it was.
     assert "MLFLOW_TRACKING_URI" not in os.environ
     client = mlflow.MlflowClient(tracking_uri=uri)
-    for node in ("xgboost_model", "lightgbm_model", "xgboost_grid_model"):
+    for node in ("xgboost_model", "lightgbm_model", "xgboost_grid_model", "lstm_model", "pinn_grid_model",
+                 "stacking_ensemble", "stacking_ensemble_grid"):
         assert client.get_run(res.output_for_node(node)["mlflow_run_id"]).info.status == "FINISHED"
+    # a deep model's run: its learning curve per epoch, the model (torch weights) and its card
+    gru = res.output_for_node("gru_grid_model")
+    curve = client.get_metric_history(gru["mlflow_run_id"], "curve_train_loss")
+    assert [m.step for m in curve] == list(range(len(curve))) and len(curve) >= 1
+    arts = {a.path for a in client.list_artifacts(gru["mlflow_run_id"], "model/network")}
+    assert {"model/network/weights.pt", "model/network/deep_config.json"} <= arts
+    assert (Path(gru["model_dir"]) / "MODEL_CARD.md").read_text().startswith("# Model card — gru")
     out = res.output_for_node("xgboost_model")
     run = client.get_run(out["mlflow_run_id"])
     assert run.data.tags["dagster_run_id"] == res.run_id
@@ -123,8 +146,11 @@ def test_models_train_log_and_compare(
     exp = client.get_experiment(run.info.experiment_id)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 
-    # Promotion: with an empty store the validation winner goes in, with its provenance.
+    # Promotion: with an empty store the validation winner goes in, with its provenance; every per-option
+    # model and the ensemble were candidates.
     decision = res.output_for_node("promoted_model")
+    assert set(decision["validation_rmse_vol_pts"]) == {"xgboost", "lightgbm", "series_ar", "lstm", "gru", "pinn",
+                                                        "stacking_ensemble"}
     assert decision["promote"] and decision["reason"] == "no production model in the store"
     from b3quant_models.models.promotion import MODEL_TAG, decide, use_model_store
 

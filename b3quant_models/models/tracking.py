@@ -22,7 +22,7 @@ import json
 import math
 import sqlite3
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,6 +175,7 @@ def log_training_run(
     model: ForecastModel | None = None,
     model_sample: pd.DataFrame | None = None,
     register_as: str | None = None,
+    curves: Mapping[str, Sequence[float]] | None = None,
 ) -> str:
     """Log one training run and return its run_id.
 
@@ -183,7 +184,8 @@ def log_training_run(
     context 'training'); artifacts ``forecast_model/`` (the saved model dir), ``plots/*.png``,
     ``model_card.md``, ``tuning/study_summary.json``, ``tables/*.csv``; with ``model`` (and rows
     ``model_sample`` for its signature, default the dataset's) the MLflow model ``model``
-    (``mlflow_models.log_forecast_model``), registered as ``register_as`` when given. The global tracking
+    (``mlflow_models.log_forecast_model``), registered as ``register_as`` when given; ``curves`` (learning
+    curves of models trained by epochs) as metrics ``curve_<name>`` with step = epoch. The global tracking
     URI is restored afterwards.
     """
     import mlflow  # lazy: a multi-second import the serving path does not need
@@ -201,6 +203,10 @@ def log_training_run(
             for i, row in enumerate(rows):
                 step = int(row.get("fold", i)) if isinstance(row.get("fold", i), int | float) else i
                 mlflow.log_metrics({f"fold_{k}": v for k, v in _finite(row).items() if k != "fold"}, step=step)
+        for cname, values in (curves or {}).items():
+            for epoch, v in enumerate(values):
+                if math.isfinite(float(v)):
+                    mlflow.log_metric(f"curve_{cname}", float(v), step=epoch)
         if study_summary:
             mlflow.log_dict(json.loads(json.dumps(dict(study_summary), default=str)), "tuning/study_summary.json")
             best = study_summary.get("best_value")

@@ -9,7 +9,7 @@ from b3quant_models import settings
 from b3quant_models.features.dataset import TrainingDataset
 from b3quant_models.models.promotion import promote_best
 
-from ..models.assets import TRAINED_MODELS
+from ..models.assets import PROMOTION_CANDIDATES
 from ..models.resources import MlflowTracking
 
 GROUP = "serving"
@@ -27,7 +27,7 @@ class BentoModelStore(dg.ConfigurableResource):
 
 @dg.asset(
     group_name=GROUP,
-    ins={"training_set": dg.AssetIn(), **{f"{n}_model": dg.AssetIn(f"{n}_model") for n in TRAINED_MODELS}},
+    ins={"training_set": dg.AssetIn(), **{a: dg.AssetIn(a) for a in PROMOTION_CANDIDATES}},
     deps=["model_comparison"],
     io_manager_key="model_io_manager",
     compute_kind="bentoml",
@@ -39,7 +39,9 @@ def promoted_model(
     """Promote the validation winner to the BentoML store as ``b3quant_iv_forecaster`` when it beats the
     current production model on the held-out block (backtests will join this gate when they exist); its
     MLflow model version becomes ``champion`` and records the BentoML tag (and the BentoML model the version).
-    The metadata links the winner's MLflow run, its registry version, and this Dagster run."""
+    The metadata links the winner's MLflow run, its registry version, and this Dagster run. Candidates: every
+    per-option model (trees, series_ar, the deep models through the grid) and the stacking ensemble; the
+    dataset's history carries the grid history the deep ones read."""
     candidates = {m["model_name"]: m for m in models.values()}
     first = next(iter(candidates.values()))
     ds = training_set
