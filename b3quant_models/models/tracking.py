@@ -183,7 +183,7 @@ def log_training_run(
     ``fold_*`` (step = fold index), ``tuning_best_value``; input dataset (``mlflow.data.from_pandas``,
     context 'training'); artifacts ``forecast_model/`` (the saved model dir), ``plots/*.png``,
     ``model_card.md``, ``tuning/study_summary.json``, ``tables/*.csv``; with ``model`` (and rows
-    ``model_sample`` for its signature, default the dataset's) the MLflow model ``model``
+    ``model_sample`` for its signature, default the dataset's, none without either) the MLflow model ``model``
     (``mlflow_models.log_forecast_model``), registered as ``register_as`` when given; ``curves`` (learning
     curves of models trained by epochs) as metrics ``curve_<name>`` with step = epoch. The global tracking
     URI is restored afterwards.
@@ -232,10 +232,8 @@ def log_training_run(
         if model_dir is not None:
             mlflow.log_artifacts(str(model_dir), RAW_ARTIFACT)
         if model is not None:
-            sample = model_sample if model_sample is not None else dataset_df
-            if sample is None:
-                raise ValueError("logging an MLflow model needs rows for its signature: pass model_sample")
-            log_forecast_model(model, sample, register_as=register_as)
+            log_forecast_model(model, model_sample if model_sample is not None else dataset_df,
+                               register_as=register_as)
         if model_card_md:
             mlflow.log_text(model_card_md, "model_card.md")
         return run.info.run_id
