@@ -100,7 +100,8 @@ def log_forecast_model(model: ForecastModel, sample: pd.DataFrame | None, *, reg
         import mlflow.pytorch
 
         return mlflow.pytorch.log_model(
-            copy.deepcopy(net).cpu(), pip_requirements=_pins("torch"),  # a CPU copy: the model keeps its device
+            # a CPU copy (the model keeps its device); "pickle": the traced 'pt2' format needs example tensors
+            copy.deepcopy(net).cpu(), pip_requirements=_pins("torch", "b3quant-ml"), serialization_format="pickle",
             metadata=meta | {"prediction": "per grid cell: next-day IV change in vol points (network output)",
                              "network": type(net).__name__}, **kw)
 
