@@ -169,13 +169,3 @@ def test_promotion_after_moving_the_data_folder(frame: pd.DataFrame, tmp_path: P
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM option_iv").fetchone()[0] == len(frame)
     assert not old.exists()
-
-
-def test_paths_are_stored_relative(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("B3Q_DATA_DIR", str(tmp_path / "d"))
-    inside = settings.saved_models_dir() / "xgboost" / "abc"
-    assert settings.data_relative(inside) == "models/xgboost/abc"
-    assert settings.resolve_data_path("models/xgboost/abc") == inside.resolve()
-    outside = tmp_path / "elsewhere"
-    assert settings.data_relative(outside) == str(outside.resolve())  # outside the folder: kept absolute
-    assert settings.resolve_data_path(str(outside)) == outside

@@ -123,9 +123,22 @@ def test_models_train_log_and_compare(
     gru = res.output_for_node("gru_grid_model")
     curve = client.get_metric_history(gru["mlflow_run_id"], "curve_train_loss")
     assert [m.step for m in curve] == list(range(len(curve))) and len(curve) >= 1
-    arts = {a.path for a in client.list_artifacts(gru["mlflow_run_id"], "model/network")}
-    assert {"model/network/weights.pt", "model/network/deep_config.json"} <= arts
-    assert (Path(gru["model_dir"]) / "MODEL_CARD.md").read_text().startswith("# Model card — gru")
+    arts = {a.path for a in client.list_artifacts(gru["mlflow_run_id"], "forecast_model/network")}
+    assert {"forecast_model/network/weights.pt", "forecast_model/network/deep_config.json"} <= arts
+    card = settings.resolve_data_path(gru["model_dir"]) / "MODEL_CARD.md"
+    assert card.read_text().startswith("# Model card — gru")
+    # ... and its network is a native MLflow pytorch model: it loads back as the fitted torch module
+    (gru_version,) = client.search_model_versions("name='b3q-gru_grid'")
+    mlflow.set_tracking_uri(uri)
+    try:
+        net = mlflow.pytorch.load_model(f"models:/b3q-gru_grid/{gru_version.version}")
+    finally:
+        mlflow.set_tracking_uri(None)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    fitted = load_model(settings.resolve_data_path(gru["model_dir"])).net_model.net
+    assert type(net) is type(fitted)
+    assert all(np.array_equal(a.numpy(), b.cpu().numpy()) for a, b in zip(net.state_dict().values(),
+                                                                          fitted.state_dict().values(), strict=True))
     out = res.output_for_node("xgboost_model")
     run = client.get_run(out["mlflow_run_id"])
     assert run.data.tags["dagster_run_id"] == res.run_id
@@ -141,8 +154,7 @@ def test_models_train_log_and_compare(
     assert meta["mlflow_run"].value.endswith(f"/runs/{out['mlflow_run_id']}")
     assert meta["mlflow_model"].value == "models:/b3q-xgboost/1" and str(tmp_path) not in str(meta["model_dir"].value)
     # every trained model is a registered MLflow model of its own name, in MLflow's training view
-    assert {m.name for m in client.search_registered_models()} == {"b3q-xgboost", "b3q-lightgbm", "b3q-series_ar",
-                                                                   "b3q-xgboost_grid"}
+    assert {m.name for m in client.search_registered_models()} == {f"b3q-{m}" for m in set(table["trained_model"])}
     exp = client.get_experiment(run.info.experiment_id)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 

@@ -35,6 +35,7 @@ from b3quant_models.models.base import ANCHOR, ForecastModel
 from b3quant_models.models.card import model_card
 from b3quant_models.models.metrics import regression_metrics
 from b3quant_models.models.registry import load_model
+from b3quant_models.settings import resolve_data_path
 
 if TYPE_CHECKING:
     from b3quant_models.features.history import SeriesHistory
@@ -101,7 +102,7 @@ class StackingEnsemble(ForecastModel):
         if missing:
             raise KeyError(f"no saved model for ensemble member(s) {missing}")
         ens = cls({**(params or {}), "weights": w})
-        ens.members = {m: load_model(member_dirs[m]) for m in w}
+        ens.members = {m: load_model(resolve_data_path(member_dirs[m])) for m in w}  # stored relative
         ens.features = list(dict.fromkeys(f for m in ens.members.values() for f in (m.features or [])))
         return ens
 
@@ -154,6 +155,7 @@ class StackingResult:
 
     def log_to_mlflow(self, tracking_uri: str, experiment: str, *, tags: dict[str, str] | None = None,
                       run_name: str | None = None) -> str:
+        from b3quant_models.models.mlflow_models import registered_model_name
         from b3quant_models.models.tracking import log_training_run
 
         weights = pd.DataFrame({"member": list(self.weights), "weight": list(self.weights.values())})
@@ -167,6 +169,7 @@ class StackingResult:
                 model_card_md=self.model_card, tags={"model": self.model_name, **(tags or {})},
                 run_name=run_name or self.model_name,
                 extra_tables={"metrics_table": self.metrics_table, "weights": weights, "predictions": self.predictions},
+                model=self.model, register_as=registered_model_name(run_name or self.model_name),
             )
 
 

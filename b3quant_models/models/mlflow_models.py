@@ -15,8 +15,11 @@ the functions (a multi-second import the code location and the service do not pa
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +32,26 @@ CHAMPION_ALIAS = "champion"
 MODEL_ARTIFACT = "model"  # the MLflow model's name in the run
 RAW_ARTIFACT = "forecast_model"  # the ForecastModel.save directory, as plain run artifacts
 _SIGNATURE_ROWS = 20
+
+
+@contextlib.contextmanager
+def using_tracking_uri(tracking_uri: str) -> Iterator[None]:
+    """MLflow's fluent API on ``tracking_uri`` for the duration, then the previous URI *and* environment:
+    MLflow 3 also writes ``MLFLOW_TRACKING_URI`` when the URI is set, so restoring the URI alone would leave
+    every later run in this process following the "restored" default (``./mlflow.db``)."""
+    import mlflow
+
+    previous_uri = mlflow.get_tracking_uri()
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
 def registered_model_name(model_name: str) -> str:
@@ -47,44 +70,54 @@ def _pins(*dists: str) -> list[str]:
     return out
 
 
-def log_forecast_model(model: ForecastModel, sample: pd.DataFrame, *, register_as: str | None = None) -> Any:
+def log_forecast_model(model: ForecastModel, sample: pd.DataFrame | None, *, register_as: str | None = None
+                       ) -> Any:
     """Log ``model`` into the active MLflow run as ``model`` (native flavor where there is one) and, with
-    ``register_as``, register it as a new version of that registered model. Returns MLflow's ModelInfo."""
+    ``register_as``, register it as a new version of that registered model. ``sample``: rows for the
+    signature (None: no signature). Returns MLflow's ModelInfo."""
     import mlflow
     from mlflow.models import infer_signature
 
-    rows = sample.head(_SIGNATURE_ROWS)
+    rows = None if sample is None else sample.head(_SIGNATURE_ROWS)
     meta = {"b3q_model": model.name, "features": list(model.features or []),
             "history_length": model.history_length}
     kw: dict[str, Any] = {"name": MODEL_ARTIFACT, "registered_model_name": register_as}
     flavor = getattr(model, "mlflow_flavor", "pyfunc")
     if flavor in ("xgboost", "lightgbm") and model.history_length == 0:
-        X = model._matrix(rows)
-        change = model.predict_change(rows)
-        kw |= {"signature": infer_signature(X, change),
-               "metadata": meta | {"prediction": "iv_change: next-day IV minus today's iv (decimal)"}}
+        if rows is not None:
+            kw["signature"] = infer_signature(model._matrix(rows), model.predict_change(rows))
+        kw["metadata"] = meta | {"prediction": "iv_change: next-day IV minus today's iv (decimal)"}
         if flavor == "xgboost":
             return mlflow.xgboost.log_model(model.booster, pip_requirements=_pins("xgboost"), model_format="ubj",
                                             **kw)
         return mlflow.lightgbm.log_model(model.booster, pip_requirements=_pins("lightgbm"), **kw)
+    net = getattr(getattr(model, "net_model", None), "net", None)
+    if flavor == "pytorch" and net is not None:
+        # The network's forward takes (sequence, head) tensors cut from the grid history: no single-frame
+        # signature; the ForecastModel around it (forecast_model/ in the run) turns it into IV forecasts.
+        import copy
+
+        import mlflow.pytorch
+
+        return mlflow.pytorch.log_model(
+            # a CPU copy (the model keeps its device); "pickle": the traced 'pt2' format needs example tensors
+            copy.deepcopy(net).cpu(), pip_requirements=_pins("torch", "b3quant-ml"), serialization_format="pickle",
+            metadata=meta | {"prediction": "per grid cell: next-day IV change in vol points (network output)",
+                             "network": type(net).__name__}, **kw)
 
     from b3quant_models.models.mlflow_pyfunc import ForecastPyfunc, pyfunc_input
 
-    inputs = pyfunc_input(model, rows)
+    if rows is not None:
+        # the output is one next-day IV level per row: typed from today's IV (no prediction needed, so a
+        # model that looks back is not run on a truncated history)
+        kw["signature"] = infer_signature(pyfunc_input(model, rows), rows["iv"].to_numpy(float))
     with tempfile.TemporaryDirectory() as tmp:
         saved = model.save(Path(tmp) / "forecast_model")
         return mlflow.pyfunc.log_model(
             python_model=ForecastPyfunc(), artifacts={"forecast_model": str(saved)},
-            signature=infer_signature(inputs, model.predict(rows, history=_history_of(model, rows))),
             pip_requirements=_pins("b3quant-ml", "numpy", "pandas"),
             metadata=meta | {"prediction": "iv_next: next-day IV level (decimal)"}, **kw,
         )
-
-
-def _history_of(model: ForecastModel, rows: pd.DataFrame):
-    from b3quant_models.models.mlflow_pyfunc import history_from_rows
-
-    return history_from_rows(model, rows)
 
 
 def model_version(tracking_uri: str, name: str, run_id: str) -> str | None:
@@ -96,20 +129,21 @@ def model_version(tracking_uri: str, name: str, run_id: str) -> str | None:
     return None if best is None else str(best)
 
 
-def ensure_model_version(tracking_uri: str, model_name: str, run_id: str) -> tuple[str, str]:
+def ensure_model_version(tracking_uri: str, model_name: str, run_id: str) -> tuple[str, str] | None:
     """(registered name, version) of ``b3q-<model_name>`` logged by ``run_id``; a run logged without
-    registering (or by an older version of this code) has its ``model`` registered now."""
+    registering (or by an older version of this code) has its ``model`` registered now. None when the run
+    has no MLflow model to register (promotion then goes ahead without the registry, and says so)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     name = registered_model_name(model_name)
     version = model_version(tracking_uri, name, run_id)
     if version is None:
-        import mlflow
-
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(tracking_uri)
         try:
-            version = mlflow.register_model(f"runs:/{run_id}/{MODEL_ARTIFACT}", name).version
-        finally:
-            mlflow.set_tracking_uri(previous)
+            with using_tracking_uri(tracking_uri):
+                version = mlflow.register_model(f"runs:/{run_id}/{MODEL_ARTIFACT}", name).version
+        except MlflowException:
+            return None
     return name, str(version)
 
 

@@ -136,7 +136,10 @@ def promote_best(
             registered = None
             if tracking_uri:
                 registered = ensure_model_version(tracking_uri, decision["winner"], w["mlflow_run_id"])
-                meta |= {"mlflow_registered_model": registered[0], "mlflow_model_version": registered[1]}
+                if registered:
+                    meta |= {"mlflow_registered_model": registered[0], "mlflow_model_version": registered[1]}
+                else:
+                    decision["mlflow_note"] = f"run {w['mlflow_run_id']} logged no MLflow model: no registry version"
             decision["new_tag"] = promote(resolve_data_path(w["model_dir"]), labels={"model": decision["winner"]},
                                           metadata=meta)
             if registered:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import sqlite3
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from b3quant_models import settings
-from b3quant_models.models.mlflow_models import RAW_ARTIFACT, log_forecast_model
+from b3quant_models.models.mlflow_models import RAW_ARTIFACT, log_forecast_model, using_tracking_uri
 
 if TYPE_CHECKING:
     from b3quant_models.models.base import ForecastModel
@@ -184,73 +183,57 @@ def log_training_run(
     ``fold_*`` (step = fold index), ``tuning_best_value``; input dataset (``mlflow.data.from_pandas``,
     context 'training'); artifacts ``forecast_model/`` (the saved model dir), ``plots/*.png``,
     ``model_card.md``, ``tuning/study_summary.json``, ``tables/*.csv``; with ``model`` (and rows
-    ``model_sample`` for its signature, default the dataset's) the MLflow model ``model``
-    (``mlflow_models.log_forecast_model``), registered as ``register_as`` when given. The global tracking
+    ``model_sample`` for its signature, default the dataset's, none without either) the MLflow model ``model``
+    (``mlflow_models.log_forecast_model``), registered as ``register_as`` when given; ``curves`` (learning
+    curves of models trained by epochs) as metrics ``curve_<name>`` with step = epoch. The global tracking
     URI is restored afterwards.
-    context 'training'); artifacts ``model/`` (the saved model dir), ``plots/*.png``, ``model_card.md``,
-    ``tuning/study_summary.json``, ``tables/*.csv``; ``curves`` (learning curves of models trained by
-    epochs) as metrics ``curve_<name>`` with step = epoch. The global tracking URI is restored afterwards.
     """
     import mlflow  # lazy: a multi-second import the serving path does not need
 
-    previous_uri = mlflow.get_tracking_uri()
-    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     exp_id = ensure_experiment(tracking_uri, experiment, artifact_location)
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
-            if tags:
-                mlflow.set_tags(dict(tags))
-            if params:
-                mlflow.log_params(_flat(params))
-            if test_metrics:
-                mlflow.log_metrics({f"test_{k}": v for k, v in _finite(test_metrics).items()})
-            if fold_metrics is not None:
-                rows = fold_metrics.to_dict("records") if isinstance(fold_metrics, pd.DataFrame) else fold_metrics
-                for i, row in enumerate(rows):
-                    step = int(row.get("fold", i)) if isinstance(row.get("fold", i), int | float) else i
-                    mlflow.log_metrics({f"fold_{k}": v for k, v in _finite(row).items() if k != "fold"}, step=step)
-            for cname, values in (curves or {}).items():
-                for epoch, v in enumerate(values):
-                    if math.isfinite(float(v)):
-                        mlflow.log_metric(f"curve_{cname}", float(v), step=epoch)
-            if study_summary:
-                mlflow.log_dict(json.loads(json.dumps(dict(study_summary), default=str)), "tuning/study_summary.json")
-                best = study_summary.get("best_value")
-                if isinstance(best, int | float) and math.isfinite(best):
-                    mlflow.log_metric("tuning_best_value", float(best))
-            if dataset_df is not None:
-                targets = "iv_next" if "iv_next" in dataset_df.columns else None
-                ds = mlflow.data.from_pandas(dataset_df, name=dataset_name, targets=targets)
-                mlflow.log_input(ds, context="training")
-            with tempfile.TemporaryDirectory() as tmp:
-                if plots:
-                    pdir = Path(tmp) / "plots"
-                    pdir.mkdir()
-                    for name, png in plots.items():
-                        (pdir / (name if name.endswith(".png") else f"{name}.png")).write_bytes(png)
-                    mlflow.log_artifacts(str(pdir), "plots")
-                if extra_tables:
-                    tdir = Path(tmp) / "tables"
-                    tdir.mkdir()
-                    for name, df in extra_tables.items():
-                        df.to_csv(tdir / f"{name}.csv", index=False)
-                    mlflow.log_artifacts(str(tdir), "tables")
-            if model_dir is not None:
-                mlflow.log_artifacts(str(model_dir), RAW_ARTIFACT)
-            if model is not None:
-                sample = model_sample if model_sample is not None else dataset_df
-                if sample is None:
-                    raise ValueError("logging an MLflow model needs rows for its signature: pass model_sample")
-                log_forecast_model(model, sample, register_as=register_as)
-            if model_card_md:
-                mlflow.log_text(model_card_md, "model_card.md")
-            return run.info.run_id
-    finally:
-        mlflow.set_tracking_uri(previous_uri)
-        # MLflow 3 also writes MLFLOW_TRACKING_URI when the URI is set: put the environment back too,
-        # or every later run in this process follows the "restored" default (./mlflow.db).
-        if previous_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+    with using_tracking_uri(tracking_uri), mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
+        if tags:
+            mlflow.set_tags(dict(tags))
+        if params:
+            mlflow.log_params(_flat(params))
+        if test_metrics:
+            mlflow.log_metrics({f"test_{k}": v for k, v in _finite(test_metrics).items()})
+        if fold_metrics is not None:
+            rows = fold_metrics.to_dict("records") if isinstance(fold_metrics, pd.DataFrame) else fold_metrics
+            for i, row in enumerate(rows):
+                step = int(row.get("fold", i)) if isinstance(row.get("fold", i), int | float) else i
+                mlflow.log_metrics({f"fold_{k}": v for k, v in _finite(row).items() if k != "fold"}, step=step)
+        for cname, values in (curves or {}).items():
+            for epoch, v in enumerate(values):
+                if math.isfinite(float(v)):
+                    mlflow.log_metric(f"curve_{cname}", float(v), step=epoch)
+        if study_summary:
+            mlflow.log_dict(json.loads(json.dumps(dict(study_summary), default=str)), "tuning/study_summary.json")
+            best = study_summary.get("best_value")
+            if isinstance(best, int | float) and math.isfinite(best):
+                mlflow.log_metric("tuning_best_value", float(best))
+        if dataset_df is not None:
+            targets = "iv_next" if "iv_next" in dataset_df.columns else None
+            ds = mlflow.data.from_pandas(dataset_df, name=dataset_name, targets=targets)
+            mlflow.log_input(ds, context="training")
+        with tempfile.TemporaryDirectory() as tmp:
+            if plots:
+                pdir = Path(tmp) / "plots"
+                pdir.mkdir()
+                for name, png in plots.items():
+                    (pdir / (name if name.endswith(".png") else f"{name}.png")).write_bytes(png)
+                mlflow.log_artifacts(str(pdir), "plots")
+            if extra_tables:
+                tdir = Path(tmp) / "tables"
+                tdir.mkdir()
+                for name, df in extra_tables.items():
+                    df.to_csv(tdir / f"{name}.csv", index=False)
+                mlflow.log_artifacts(str(tdir), "tables")
+        if model_dir is not None:
+            mlflow.log_artifacts(str(model_dir), RAW_ARTIFACT)
+        if model is not None:
+            log_forecast_model(model, model_sample if model_sample is not None else dataset_df,
+                               register_as=register_as)
+        if model_card_md:
+            mlflow.log_text(model_card_md, "model_card.md")
+        return run.info.run_id

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from b3quant_models import settings
 from b3quant_models.calendar import DAYS_PER_YEAR
 
 logger = logging.getLogger(__name__)
@@ -172,6 +173,13 @@ def rates_for_days(rates: pd.DataFrame, days: Iterable[DayLike]) -> pd.DataFrame
 # Offline CSV
 
 
+def _stored_path(path: Path) -> str:
+    """A landing file as the ``source`` column stores it: under ``$B3Q_DATA_DIR`` relatively (the data
+    folder can move), elsewhere absolute. Error messages keep the full path."""
+    rel = settings.data_relative(path)
+    return rel if Path(rel).is_absolute() else f"$B3Q_DATA_DIR/{rel}"
+
+
 def read_rates_file(path: str | Path) -> pd.DataFrame:
     """Read ``date,cdi_annual_pct`` (annual %, 252 basis) into the normalised frame (decimal rates)."""
     path = Path(path)
@@ -199,7 +207,7 @@ def read_rates_file(path: str | Path) -> pd.DataFrame:
         )
     if (pct <= -100).any():
         raise RateSourceError(f"{source}: cdi_annual_pct <= -100% is impossible")
-    return _normalise(dates, pct / 100.0, source)
+    return _normalise(dates, pct / 100.0, f"rates file {_stored_path(path)}")
 
 
 def write_rates_file(rates: pd.DataFrame, path: str | Path) -> Path:
@@ -239,7 +247,7 @@ def read_sgs_file(path: str | Path, series: int | None = None) -> pd.DataFrame:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise RateSourceError(f"rates file {path} is not UTF-8 text: {e}") from e
-    return parse_sgs_json(text, series, source=f"SGS series {series} file {path}")
+    return parse_sgs_json(text, series, source=f"SGS series {series} file {_stored_path(path)}")
 
 
 def landing_rates_files(landing_dir: str | Path) -> list[Path]:

@@ -75,6 +75,14 @@ class TransactionalDuckDbClient(DuckDbClient):
             conn.execute("COMMIT")
 
     @staticmethod
+    def get_table_name(table_slice: TableSlice) -> str:
+        """``dagster/table_name`` with the database as stored paths are (relative to ``$B3Q_DATA_DIR``):
+        Dagster's default puts this machine's absolute file path into every materialization."""
+        if not table_slice.database:
+            return f"{table_slice.schema}.{table_slice.table}"
+        return f"{settings.data_relative(table_slice.database)}.{table_slice.schema}.{table_slice.table}"
+
+    @staticmethod
     def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
         # A failed statement aborts the transaction, so look the table up instead of catching the error.
         if _table_exists(connection, table_slice):

@@ -65,6 +65,7 @@ class DeepGridModel(ForecastModel):
 
     name: ClassVar[str] = "deep_grid"
     network: ClassVar[type[GridForecaster]] = GRUGridForecaster
+    mlflow_flavor: ClassVar[str] = "pytorch"  # the fitted nn.Module (``net_model.net``), models.mlflow_models
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
