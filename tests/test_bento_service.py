@@ -842,6 +842,19 @@ def test_openapi_examples_work_against_the_data(client: TestClient) -> None:
         assert "string" not in json.dumps(example)
         resp = client.post(path, json=example)
         assert resp.status_code == 200, (path, resp.text)
+        got = resp.json()
+        reasons = [r["reason"] for r in (got if path == "/implied_vol" else got.get("predictions", []))]
+        assert all(r == "ok" for r in reasons), (path, got)  # a working example, not a solver failure
+
+
+def test_oversize_batches_are_rejected_before_their_rows_are_validated(client: TestClient) -> None:
+    """Issue 13: max_length is checked after every row was validated (100k rows took seconds to reject)."""
+    from bento.schemas import MAX_ROWS
+
+    for path, key in (("/implied_vol", "rows"), ("/predict_iv", "contracts")):
+        r = client.post(path, json={key: [{}] * (MAX_ROWS + 1)})  # every row invalid: none was looked at
+        assert r.status_code == 400 and [d["type"] for d in r.json()["detail"]] == ["too_long"], r.text[:300]
+        assert r.json()["detail"][0]["loc"] == [key]
 
 
 def _doc_examples(text: str) -> list[tuple[str, dict, dict]]:
@@ -865,8 +878,11 @@ def test_serving_doc_examples_run_against_the_data(client: TestClient) -> None:
         got = resp.json()
         if isinstance(documented, list):
             assert set(got[0]) == set(documented[0])
+            assert got[0]["reason"] == documented[0]["reason"] == "ok"
         else:
             assert set(got) == set(documented)
+            for g, d in zip(got.get("predictions", []), documented.get("predictions", []), strict=True):
+                assert g["reason"] == d["reason"] == "ok"
 
 
 def test_schemathesis_all_checks(market_db: Path, empty_model_store: Path, tmp_path: Path, monkeypatch) -> None:
