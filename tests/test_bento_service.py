@@ -885,6 +885,23 @@ def test_serving_doc_examples_run_against_the_data(client: TestClient) -> None:
                 assert g["reason"] == d["reason"] == "ok"
 
 
+def test_serving_doc_examples_are_the_openapi_examples(client: TestClient) -> None:
+    """The docs show the document's request examples, and the documented implied_vol answer (from the demo)
+    is what the solver gives for that row on the documented trade date and rate."""
+    from bento.schemas import IMPLIED_VOL_EXAMPLE, PREDICT_IV_EXAMPLE, SURFACE_EXAMPLE
+
+    examples = {p: (b, d) for p, b, d in _doc_examples((ROOT / "docs" / "serving.md").read_text())}
+    assert examples["/implied_vol"][0] == IMPLIED_VOL_EXAMPLE
+    assert examples["/surface"][0] == SURFACE_EXAMPLE
+    assert examples["/predict_iv"][0] == PREDICT_IV_EXAMPLE
+    doc = examples["/implied_vol"][1][0]
+    row = {**IMPLIED_VOL_EXAMPLE["rows"][0], "trade_date": doc["trade_date"], "rate": doc["rate"]}
+    got = client.post("/implied_vol", json={"rows": [row]}).json()[0]
+    assert got == pytest.approx(doc, rel=1e-12)
+    pred = examples["/predict_iv"][1]["predictions"][0]
+    assert pred["iv_today"] == pytest.approx(doc["iv"], rel=1e-12)  # same quote, spot and (demo) rate
+
+
 def test_schemathesis_all_checks(market_db: Path, empty_model_store: Path, tmp_path: Path, monkeypatch) -> None:
     """schemathesis (--checks all, bounded examples) against the app on a loopback port: 0 failures."""
     import threading
