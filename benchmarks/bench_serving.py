@@ -118,9 +118,20 @@ def run_load(spec: dict, cpus: str | None) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    if set(res["statuses"]) != {"200"}:
-        raise RuntimeError(f"{spec['path']}: non-200 answers {res['statuses']}")
+    if set(res["statuses"]) - {"200", "503"}:
+        raise RuntimeError(f"{spec['path']}: unexpected answers {res['statuses']}")
     return res
+
+
+def ok_rate(res: dict) -> float:
+    """Requests/s answered 200 (a shed request delivers no contracts)."""
+    return res["statuses"].get("200", 0) / res["seconds"]
+
+
+def _shed(res: dict) -> str:
+    """503s are BentoML shedding load (adaptive batching past its max latency, or max_concurrency): counted."""
+    n = res["statuses"].get("503", 0)
+    return f", **{n} of {res['requests']} answered 503 (overloaded)**" if n else ""
 
 
 # ------------------------------------------------------------------------------------------ server
@@ -287,16 +298,17 @@ def main() -> None:
                               args.client_cpus)
                 rps_goal = GOALS["implied_vol_rps"] if name == "implied_vol" else GOALS["predict_rps_c8"]
                 results.append((name + case, f"1 contract, sequential ({seq['requests']} requests)",
-                                f"p50 {seq['p50_ms']:.1f} ms, p99 {seq['p99_ms']:.1f} ms",
+                                f"p50 {seq['p50_ms']:.1f} ms, p99 {seq['p99_ms']:.1f} ms{_shed(seq)}",
                                 _goal(seq["p99_ms"] < GOALS["p99_ms"], f"p99 < {GOALS['p99_ms']:.0f} ms")))
                 results.append((name + case, f"1 contract, concurrency 8 ({c8['requests']} requests)",
-                                f"{c8['rps']:,.0f} requests/s, p99 {c8['p99_ms']:.1f} ms",
-                                _goal(c8["rps"] >= rps_goal, f">= {rps_goal:,.0f} requests/s")))
+                                f"{ok_rate(c8):,.0f} requests/s, p99 {c8['p99_ms']:.1f} ms{_shed(c8)}",
+                                _goal(ok_rate(c8) >= rps_goal, f">= {rps_goal:,.0f} requests/s")))
                 n_b = max(24, args.requests // 10)
                 batched = run_load({**spec, "bodies": [{key: rows}], "total": n_b, "concurrency": 8}, args.client_cpus)
                 results.append((name + case, f"{len(rows)} contracts per request, concurrency 8 ({n_b} requests)",
-                                f"{batched['rps'] * len(rows):,.0f} contracts/s, p99 {batched['p99_ms']:.0f} ms",
-                                _goal(batched["rps"] * len(rows) >= GOALS["batched_contracts_s"],
+                                f"{ok_rate(batched) * len(rows):,.0f} contracts/s, p99 {batched['p99_ms']:.0f} ms"
+                                f"{_shed(batched)}",
+                                _goal(ok_rate(batched) * len(rows) >= GOALS["batched_contracts_s"],
                                       f">= {GOALS['batched_contracts_s']:,.0f} contracts/s")))
                 print(*results[-3:], sep="\n", flush=True)
         except Exception:
