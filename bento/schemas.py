@@ -9,6 +9,7 @@ for the same reason.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import os
 from typing import Annotated, Literal
@@ -91,6 +92,10 @@ def _at_most_rows(v: object) -> object:
     return v
 
 
+# Set (to None, then the snapshot once a row needs it) while an IVRequest is validated; False outside one.
+_REQUEST_SNAPSHOT: contextvars.ContextVar = contextvars.ContextVar("b3q_request_snapshot", default=False)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -143,8 +148,11 @@ class IVRow(_Strict):
     def _defaults_from_store(self) -> None:
         from bento.store import StoreUnavailable, get_store
 
+        held = _REQUEST_SNAPSHOT.get()
         try:
-            snap = get_store().snapshot()
+            snap = held if held not in (None, False) else get_store().snapshot()
+            if held is None:  # inside an IVRequest: its other rows reuse this snapshot
+                _REQUEST_SNAPSHOT.set(snap)
         except StoreUnavailable as e:
             raise unprocessable(f"{e}; pass 'trade_date' and 'rate' explicitly") from None
         if self.trade_date is None:
@@ -188,6 +196,16 @@ class IVRequest(_Strict):
 
     model_config = ConfigDict(json_schema_extra={"example": IMPLIED_VOL_EXAMPLE})
     rows: IVRows
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_snapshot(cls, data: object, handler):
+        """The rows' defaults come from one store snapshot per request (a stat per row cost 10k-row bodies)."""
+        token = _REQUEST_SNAPSHOT.set(None)
+        try:
+            return handler(data)
+        finally:
+            _REQUEST_SNAPSHOT.reset(token)
 
 
 class SurfaceRequest(_Strict):
