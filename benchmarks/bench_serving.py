@@ -363,6 +363,11 @@ HISTORY = (
     "context instead of per request, and oversize batches are rejected before their rows are validated. What "
     "is left per request is pandas' per-call overhead in `compute_option_iv`, `contract_features` and the "
     "context join (the table above), about the same for 1 row as for 100: clients should batch."
+    " Measured for this change on the loaded host, in-process and interleaved: `compute_option_iv` on 1 "
+    "row 14.0 / 14.8 CPU ms before and 10.3 / 10.4 after (columns built as arrays, one frame); the "
+    "5-session mean of `series_history` over the demo's 11,678 valid rows 3.05 s as `transform(lambda)` "
+    "and 0.46 s as groupby-rolling, bit-identical; a 100-contract new-quote request's `_run_forecasts` "
+    "1.44 s before and 0.86 s after under cProfile."
 )
 
 
