@@ -71,66 +71,65 @@ def compute_option_iv(options: pd.DataFrame, underlyings: pd.DataFrame, rates: p
     if len(missing):
         raise ValueError(f"no risk-free rate for trade day(s) {sorted(missing)[:5]}: cannot compute IVs")
 
+    # Columns are computed as arrays and the frame is built once: a column assignment costs pandas ~0.1 ms
+    # whatever the row count, and the service calls this per request with one row (docs/benchmarks.md).
     td = df["trade_date"].to_numpy("datetime64[D]")
     ex = df["expiry"].to_numpy("datetime64[D]")
-    df["bdays"] = business_days(td, ex) if len(df) else np.array([], dtype=np.int64)
-    df["t"] = df["bdays"] / DAYS_PER_YEAR
-    s, k_, t, r = (df[c].to_numpy(float) for c in ("spot", "strike", "t", "r"))
+    bdays = business_days(td, ex) if len(df) else np.array([], dtype=np.int64)
+    t = bdays / DAYS_PER_YEAR
+    s, k_, r = (df[c].to_numpy(float) for c in ("spot", "strike", "r"))
     is_call = (df["option_type"] == "call").to_numpy()
-    df["forward"] = s * np.exp(r * t)
+    forward = s * np.exp(r * t)
     with np.errstate(invalid="ignore", divide="ignore"):
-        df["k"] = np.log(k_ / df["forward"].to_numpy())
+        k = np.log(k_ / forward)
 
     close = np.where(df["trades"].to_numpy() > 0, df["close"].to_numpy(float), np.nan)
     bid, ask = df["best_bid"].to_numpy(float), df["best_ask"].to_numpy(float)
     mid = np.where((bid > 0) & (ask > 0) & (ask >= bid), 0.5 * (bid + ask), np.nan)
-    df["price_close"], df["price_mid"] = close, mid
     iv_c, why_c = _solve(close, s, k_, t, r, is_call)
     iv_m, why_m = _solve(mid, s, k_, t, r, is_call)
-    df["iv_close"], df["iv_mid"] = iv_c, iv_m
     # A wide book's mid is no better than a stale trade: prefer the mid only when the spread is tight.
     tight = (ask - bid) <= np.maximum(MAX_TIGHT_SPREAD_TICKS * MIN_TICK, MAX_TIGHT_SPREAD_REL * mid)
     use_mid = np.isfinite(iv_m) & (tight | ~np.isfinite(iv_c))
     use_close = ~use_mid & np.isfinite(iv_c)
-    df["iv"] = np.where(use_mid, iv_m, iv_c)
-    df["iv_source"] = np.where(use_mid, "mid", np.where(use_close, "close", None))
+    iv = np.where(use_mid, iv_m, iv_c)
+    iv_source = np.where(use_mid, "mid", np.where(use_close, "close", None))
 
     # Reason precedence (last assignment wins): solver < price problems < structural problems.
     reason = np.where(np.isfinite(close), why_c, why_m).astype(object)
     reason[use_mid | use_close] = "ok"
     quoted = np.where(np.isfinite(mid), mid, close)
     used = np.where(use_mid, mid, np.where(use_close, close, quoted))  # the price behind the IV
-    iv_used = df["iv"].to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        vega_used = greeks(s, k_, t, r, iv_used, is_call)["vega"]
+        vega_used = greeks(s, k_, t, r, iv, is_call)["vega"]
         move_per_tick = MIN_TICK / vega_used
     trusted_so_far = reason == "ok"
     reason[trusted_so_far & ~(move_per_tick <= MAX_IV_MOVE_PER_TICK)] = "iv_not_pinned"
-    reason[trusted_so_far & (iv_used > MAX_TRUSTED_IV)] = "iv_above_max"
+    reason[trusted_so_far & (iv > MAX_TRUSTED_IV)] = "iv_above_max"
     reason[used <= MIN_TICK + 1e-12] = "min_tick_price"  # a 0.01 premium pins no volatility
     reason[~np.isfinite(quoted)] = "no_price"
-    reason[df["bdays"].to_numpy() <= 0] = "expires_today"
-    reason[~(df["spot"].to_numpy(float) > 0)] = "no_underlying_quote"  # no cash row, or no positive close
+    reason[bdays <= 0] = "expires_today"
+    reason[~(s > 0)] = "no_underlying_quote"  # no cash row, or no positive close
     reason[df["is_index_option"].to_numpy(bool)] = "index_option"
-    df["iv_reason"] = reason
     bad = reason != "ok"
-    df.loc[bad, "iv"] = np.nan
-    df.loc[bad, "iv_source"] = None
+    iv = np.where(bad, np.nan, iv)
+    iv_source = iv_source.astype(object)
+    iv_source[bad] = None
 
-    g = greeks(s, k_, t, r, df["iv"].to_numpy(float), is_call)
-    for name in ("delta", "gamma", "vega", "theta", "rho"):
-        df[name] = np.where(bad, np.nan, g[name])
-
-    otm = np.where(is_call, df["k"].to_numpy() >= 0, df["k"].to_numpy() < 0)
+    g = greeks(s, k_, t, r, iv, is_call)
+    otm = np.where(is_call, k >= 0, k < 0)
     sreason = np.full(len(df), "ok", dtype=object)
-    sreason[np.abs(df["k"].to_numpy()) > MAX_SURFACE_ABS_K] = f"|k| > {MAX_SURFACE_ABS_K}"
+    sreason[np.abs(k) > MAX_SURFACE_ABS_K] = f"|k| > {MAX_SURFACE_ABS_K}"
     sreason[~otm] = "in the money (surfaces use OTM quotes)"
-    sreason[df["bdays"].to_numpy() < MIN_SURFACE_BDAYS] = f"fewer than {MIN_SURFACE_BDAYS} business days"
+    sreason[bdays < MIN_SURFACE_BDAYS] = f"fewer than {MIN_SURFACE_BDAYS} business days"
     sreason[bad] = "no valid IV"
-    df["surface_eligible"] = sreason == "ok"
-    df["surface_reason"] = sreason
-    df["iv_source"] = df["iv_source"].astype(object)
-    return df[OPTION_IV_COLUMNS].reset_index(drop=True)
+    computed = {
+        "bdays": bdays, "t": t, "forward": forward, "k": k, "price_close": close, "price_mid": mid,
+        "iv_close": iv_c, "iv_mid": iv_m, "iv": iv, "iv_source": iv_source, "iv_reason": reason,
+        **{name: np.where(bad, np.nan, g[name]) for name in ("delta", "gamma", "vega", "theta", "rho")},
+        "surface_eligible": sreason == "ok", "surface_reason": sreason,
+    }
+    return pd.DataFrame({c: computed[c] if c in computed else df[c].array for c in OPTION_IV_COLUMNS})
 
 
 def surface_quotes(option_iv: pd.DataFrame) -> pd.DataFrame:

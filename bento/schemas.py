@@ -9,6 +9,7 @@ for the same reason.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import os
 from typing import Annotated, Literal
@@ -44,11 +45,11 @@ Ticker = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^\s*[A-Za-z
 # Request examples (OpenAPI "Try it out", docs/serving.md): valid against the demo's data and the tests' market,
 # since they leave trade_date to default to the latest stored day. tests/test_bento_service.py posts them.
 EXAMPLE_EXPIRY = "2026-06-19"
-IMPLIED_VOL_EXAMPLE = {"rows": [{"price": 2.1, "spot": 41.2, "strike": 42.0, "option_type": "call",
+IMPLIED_VOL_EXAMPLE = {"rows": [{"price": 7.5, "spot": 41.2, "strike": 42.0, "option_type": "call",
                                  "expiry": EXAMPLE_EXPIRY}]}
 SURFACE_EXAMPLE = {"underlying": "PETR4"}
 PREDICT_IV_EXAMPLE = {"contracts": [{"underlying": "PETR4", "option_type": "call", "strike": 42.0,
-                                     "expiry": EXAMPLE_EXPIRY, "price": 2.1}]}
+                                     "expiry": EXAMPLE_EXPIRY, "spot": 41.2, "price": 7.5}]}
 
 
 def unprocessable(msg: str) -> PydanticCustomError:
@@ -79,6 +80,20 @@ def check_expiry(d: dt.date | None) -> dt.date | None:
         if d > hi:
             raise unprocessable(f"expiry {d} is beyond the B3 calendar's last known session ({hi})")
     return d
+
+
+def _at_most_rows(v: object) -> object:
+    """``max_length`` is checked after every item was validated: 100k rows would cost seconds before their
+    400; counting the raw list first rejects them at once (the same error pydantic would give)."""
+    if isinstance(v, list) and len(v) > MAX_ROWS:
+        raise PydanticCustomError("too_long", "List should have at most {max_length} items after validation, not "
+                                  "{actual_length}", {"field_type": "List", "max_length": MAX_ROWS,
+                                                      "actual_length": len(v)})
+    return v
+
+
+# Set (to None, then the snapshot once a row needs it) while an IVRequest is validated; False outside one.
+_REQUEST_SNAPSHOT: contextvars.ContextVar = contextvars.ContextVar("b3q_request_snapshot", default=False)
 
 
 class _Strict(BaseModel):
@@ -133,8 +148,11 @@ class IVRow(_Strict):
     def _defaults_from_store(self) -> None:
         from bento.store import StoreUnavailable, get_store
 
+        held = _REQUEST_SNAPSHOT.get()
         try:
-            snap = get_store().snapshot()
+            snap = held if held not in (None, False) else get_store().snapshot()
+            if held is None:  # inside an IVRequest: its other rows reuse this snapshot
+                _REQUEST_SNAPSHOT.set(snap)
         except StoreUnavailable as e:
             raise unprocessable(f"{e}; pass 'trade_date' and 'rate' explicitly") from None
         if self.trade_date is None:
@@ -170,7 +188,7 @@ class IVResult(_Out):
     k: float | None
 
 
-IVRows = Annotated[list[IVRow], Field(min_length=1, max_length=MAX_ROWS)]
+IVRows = Annotated[list[IVRow], BeforeValidator(_at_most_rows), Field(min_length=1, max_length=MAX_ROWS)]
 
 
 class IVRequest(_Strict):
@@ -178,6 +196,16 @@ class IVRequest(_Strict):
 
     model_config = ConfigDict(json_schema_extra={"example": IMPLIED_VOL_EXAMPLE})
     rows: IVRows
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_snapshot(cls, data: object, handler):
+        """The rows' defaults come from one store snapshot per request (a stat per row cost 10k-row bodies)."""
+        token = _REQUEST_SNAPSHOT.set(None)
+        try:
+            return handler(data)
+        finally:
+            _REQUEST_SNAPSHOT.reset(token)
 
 
 class SurfaceRequest(_Strict):
@@ -271,7 +299,7 @@ class ForecastRow(_Strict):
         return self
 
 
-ForecastRows = Annotated[list[ForecastRow], Field(min_length=1, max_length=MAX_ROWS)]
+ForecastRows = Annotated[list[ForecastRow], BeforeValidator(_at_most_rows), Field(min_length=1, max_length=MAX_ROWS)]
 
 
 class ForecastRequest(_Strict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import weakref
 from http import HTTPStatus
 
 import anyio
@@ -71,13 +72,31 @@ def _maybe(d: dict, key: str, cast=float):
     return cast(v)
 
 
-def check_tickers(ctx: forecast.DayContext, contracts: list[ForecastRow]) -> None:
-    """A given ticker must name the request's own contract: its history and stored features are used, so a
-    ticker of another series (a call's on a put, another strike) would silently answer for that series."""
+_SERIES_OF: dict[int, tuple[weakref.ref, dict[str, tuple[str, str, float, dt.date]]]] = {}
+
+
+def _series_of(ctx: forecast.DayContext) -> dict[str, tuple[str, str, float, dt.date]]:
+    """ticker -> (underlying, type, strike, expiry) of the day's stored series, built once per day context
+    (a loop over every contract of the day: tens of thousands on a real B3 day, too many for each request)."""
+    hit = _SERIES_OF.get(id(ctx))
+    if hit is not None and hit[0]() is ctx:
+        return hit[1]
     own: dict[str, tuple[str, str, float, dt.date]] = {}
     for (und, typ, exp), (strikes, tickers) in ctx.series.items():
         for k, t in zip(strikes, tickers, strict=True):
             own.setdefault(t, (und, typ, float(k), exp))
+    for key in [k for k, (ref, _) in _SERIES_OF.items() if ref() is None]:
+        del _SERIES_OF[key]
+    _SERIES_OF[id(ctx)] = (weakref.ref(ctx), own)
+    return own
+
+
+def check_tickers(ctx: forecast.DayContext, contracts: list[ForecastRow]) -> None:
+    """A given ticker must name the request's own contract: its history and stored features are used, so a
+    ticker of another series (a call's on a put, another strike) would silently answer for that series."""
+    if all(c.ticker is None for c in contracts):
+        return
+    own = _series_of(ctx)
     hist = ctx.history
     for i, c in enumerate(contracts):
         if c.ticker is None:

@@ -842,6 +842,19 @@ def test_openapi_examples_work_against_the_data(client: TestClient) -> None:
         assert "string" not in json.dumps(example)
         resp = client.post(path, json=example)
         assert resp.status_code == 200, (path, resp.text)
+        got = resp.json()
+        reasons = [r["reason"] for r in (got if path == "/implied_vol" else got.get("predictions", []))]
+        assert all(r == "ok" for r in reasons), (path, got)  # a working example, not a solver failure
+
+
+def test_oversize_batches_are_rejected_before_their_rows_are_validated(client: TestClient) -> None:
+    """Issue 13: max_length is checked after every row was validated (100k rows took seconds to reject)."""
+    from bento.schemas import MAX_ROWS
+
+    for path, key in (("/implied_vol", "rows"), ("/predict_iv", "contracts")):
+        r = client.post(path, json={key: [{}] * (MAX_ROWS + 1)})  # every row invalid: none was looked at
+        assert r.status_code == 400 and [d["type"] for d in r.json()["detail"]] == ["too_long"], r.text[:300]
+        assert r.json()["detail"][0]["loc"] == [key]
 
 
 def _doc_examples(text: str) -> list[tuple[str, dict, dict]]:
@@ -865,8 +878,30 @@ def test_serving_doc_examples_run_against_the_data(client: TestClient) -> None:
         got = resp.json()
         if isinstance(documented, list):
             assert set(got[0]) == set(documented[0])
+            assert got[0]["reason"] == documented[0]["reason"] == "ok"
         else:
             assert set(got) == set(documented)
+            for g, d in zip(got.get("predictions", []), documented.get("predictions", []), strict=True):
+                assert g["reason"] == d["reason"] == "ok"
+
+
+def test_serving_doc_examples_are_the_openapi_examples(client: TestClient) -> None:
+    """The docs show the document's request examples, and the documented implied_vol answer (from the demo)
+    is what the solver gives for that row on the documented trade date and rate."""
+    from bento.schemas import IMPLIED_VOL_EXAMPLE, PREDICT_IV_EXAMPLE, SURFACE_EXAMPLE
+
+    examples = {p: (b, d) for p, b, d in _doc_examples((ROOT / "docs" / "serving.md").read_text())}
+    assert examples["/implied_vol"][0] == IMPLIED_VOL_EXAMPLE
+    assert examples["/surface"][0] == SURFACE_EXAMPLE
+    assert examples["/predict_iv"][0] == PREDICT_IV_EXAMPLE
+    doc = examples["/implied_vol"][1][0]
+    row = {**IMPLIED_VOL_EXAMPLE["rows"][0], "trade_date": doc["trade_date"], "rate": doc["rate"]}
+    got = client.post("/implied_vol", json={"rows": [row]}).json()[0]
+    assert set(got) == set(doc)
+    for key, value in doc.items():
+        assert got[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key
+    pred = examples["/predict_iv"][1]["predictions"][0]
+    assert pred["iv_today"] == pytest.approx(doc["iv"], rel=1e-12)  # same quote, spot and (demo) rate
 
 
 def test_schemathesis_all_checks(market_db: Path, empty_model_store: Path, tmp_path: Path, monkeypatch) -> None:
@@ -888,9 +923,9 @@ def test_schemathesis_all_checks(market_db: Path, empty_model_store: Path, tmp_p
         st = Path(sys.executable).with_name("schemathesis")
         cmd = [str(st), "--config-file", str(ROOT / "tests" / "schemathesis.toml"), "run",
                f"http://127.0.0.1:{port}/docs.json", "--checks", "all", "--max-examples", "15",
-               "--exclude-path", "/metrics", "--seed", "1", "--no-color", "--request-timeout", "20",
+               "--exclude-path", "/metrics", "--seed", "1", "--no-color", "--request-timeout", "600",
                "--report-dir", str(tmp_path)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)  # 10,000-row cases: minutes under load
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     finally:
         server.should_exit = True
