@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,13 @@ def _set_env(data_dir: str | None, offline: bool = True) -> Path:
     if data_dir:
         os.environ["B3Q_DATA_DIR"] = str(Path(data_dir).resolve())
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home()))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    project_yaml = settings.PROJECT_ROOT / "dagster_home" / "dagster.yaml"
+    if not (home / "dagster.yaml").exists() and project_yaml.exists():
+        # A new instance gets the project's settings: runs queued one at a time (DuckDB has one writer),
+        # also when `dagster dev` later launches runs from the UI on this DAGSTER_HOME.
+        shutil.copyfile(project_yaml, home / "dagster.yaml")
     if offline:
         os.environ["B3Q_OFFLINE"] = "1"  # the demo (and `run --offline`) never touches the network
     # The model store promotion writes to is the one `bentoml serve` reads with this BENTOML_HOME.
