@@ -133,6 +133,26 @@ def session_blocks(days: list[dt.date], all_sessions) -> list[tuple[dt.date, dt.
     return [(b[0], b[-1]) for b in blocks]
 
 
+def _landed_non_sessions(landing: Path, start: dt.date, end: dt.date) -> list[str]:
+    """Daily files in the landing folder dated within ``start..end`` on a day the calendar has no session."""
+    import re
+
+    from b3quant_models.calendar import is_session
+
+    out = []
+    for p in sorted(landing.glob("*")) if landing.is_dir() else []:
+        m = re.fullmatch(r"COTAHIST_D(\d{2})(\d{2})(\d{4})\.(TXT|ZIP|TXT\.ZIP)", p.name, flags=re.IGNORECASE)
+        if not m:
+            continue
+        try:
+            day = dt.date(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+        except ValueError:
+            continue
+        if start <= day <= end and not is_session(day):
+            out.append(p.name)
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Real sessions from the landing folder (B3's files downloaded for missing days unless offline)."""
     data = _set_env(args.data_dir, offline=args.offline)
@@ -144,11 +164,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     start = dt.date.fromisoformat(args.start)
     end = dt.date.fromisoformat(args.end or args.start)
-    keys = set(trading_day_partitions.get_partition_keys())
-    days = [d for d in sessions(start, end) if str(d) in keys]
+    keys = trading_day_partitions.get_partition_keys()
+    in_range = sessions(start, end)
+    keyset = set(keys)
+    days = [d for d in in_range if str(d) in keyset]
+    if len(days) < len(in_range):
+        print(f"      {len(in_range) - len(days)} session(s) of the range are outside the trading-day partitions "
+              f"({keys[0]}..{keys[-1]}): skipped")  # fmt: skip
     if not days:
-        raise SystemExit(f"no B3 session between {start} and {end}")
+        raise SystemExit(
+            f"no B3 session between {start} and {end} in the trading-day partitions ({keys[0]}..{keys[-1]})"
+        )
     landing = Path(default_landing_dir())
+    not_sessions = _landed_non_sessions(landing, start, end)
+    if not_sessions:
+        print(f"      not B3 sessions in the calendar, so not materialized: {', '.join(not_sessions)}")
     missing = [d for d in days if find_landing_file(landing, d) is None]
     if args.landed:
         days = [d for d in days if d not in set(missing)]
