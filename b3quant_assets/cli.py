@@ -212,7 +212,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for i, (a, b) in enumerate(blocks, 1):
         last = i == len(blocks)
         print(f"[{i}/{len(blocks)}] sessions {a}..{b}" + (" and the models" if args.models and last else ""))
-        summaries.append(run_demo(a, b, log_level=args.log_level, models=args.models and last))
+        summaries.append(
+            run_demo(a, b, log_level=args.log_level, models=args.models and last, training_sessions=len(days))
+        )
         if not summaries[-1].ok:
             break
     summary = merge_summaries(summaries)
