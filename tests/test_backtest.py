@@ -214,8 +214,11 @@ def test_a_partition_computed_from_a_warm_up_window_equals_the_full_run(toy):
     full = run_backtest(prepare_market(o, u), sig, cfg)
     days = np.sort(o["trade_date"].unique())
     day, start = days[30], days[30 - 5]
-    win = run_backtest(prepare_market(o[o["trade_date"] >= start], u[u["trade_date"] >= start]),
-                       sig[sig["trade_date"] >= start], cfg)  # fmt: skip
+    # the window ends at the day itself, as in a one-partition run: later sessions are not loaded
+    cut = (o["trade_date"] >= start) & (o["trade_date"] <= day)
+    ucut = (u["trade_date"] >= start) & (u["trade_date"] <= day)
+    win = run_backtest(prepare_market(o[cut], u[ucut]), sig[(sig["trade_date"] >= start) & (sig["trade_date"] <= day)],
+                       cfg)  # fmt: skip
     a = full.daily[full.daily["trade_date"] == day].drop(columns="strategy").reset_index(drop=True)
     b = win.daily[win.daily["trade_date"] == day].drop(columns="strategy").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)

@@ -90,7 +90,7 @@ def prepare_market(market: pd.DataFrame, underlyings: pd.DataFrame | None = None
     series = m.sort_values("i").drop_duplicates("ticker", keep="last").set_index("ticker")
     series = series[["underlying_ticker", "option_type", "strike", "expiry"]].copy()
     series["is_call"] = series["option_type"].astype(str).str[0].str.lower().eq("c")
-    series["e_i"] = np.searchsorted(sessions, series["expiry"].to_numpy())  # first session >= expiry
+    series["e_i"] = _expiry_index(sessions, m, series)
     extra["i"] = np.searchsorted(sessions, extra["trade_date"].to_numpy())
     spot = m[["i", "underlying_ticker", "spot"]]
     if len(extra):
@@ -301,12 +301,22 @@ def run_backtest(
     trades = tr[~tr["settle"]].copy()
     trades = _fills(mk, trades, cm)
     notional = trades["trade"].abs() * trades["fill"]
-    trades["spread_cost"] = trades["trade"] * (trades["fill"] - trades["value"])
+    # the spread paid is measured from the book's mid where both sides are quoted (from the mark where the
+    # spread model filled): never negative. A real closing book can sit away from the mark (the mark's IV
+    # comes from a stale close), so buying at an ask below the mark is a gap between mark and book, not a
+    # negative cost: it goes into the residual, and costs x k stays a pure cost multiple.
+    bid, ask = trades["best_bid"].to_numpy(float), trades["best_ask"].to_numpy(float)
+    both = np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask > 0)
+    ref = np.where(both, 0.5 * (bid + ask), trades["value"].to_numpy(float))
+    vs_mark = trades["trade"] * (trades["fill"] - trades["value"])
+    trades["spread_cost"] = np.maximum(trades["trade"] * (trades["fill"] - ref), 0.0)
+    trades["mark_gap"] = vs_mark - trades["spread_cost"]
     trades["fee_cost"] = notional * (cm.option_fee_bps + cm.brokerage_bps) / 1e4 + cm.brokerage_per_order
     settle = tr[tr["settle"]].copy()
     settle["fill"] = settle["value"]
     settle["from_book"] = False
     settle["spread_cost"] = 0.0
+    settle["mark_gap"] = 0.0
     ex_notional = np.where(settle["exercised"], settle["trade"].abs() * settle["strike"], 0.0)
     settle["fee_cost"] = ex_notional * (cm.stock_fee_bps + cm.brokerage_bps) / 1e4
     alltr = pd.concat([trades, settle], ignore_index=True)
@@ -375,15 +385,17 @@ def run_backtest(
     daily = daily.join(gv.groupby("i")["gv"].sum().rename("gross_vega"), on="i")
     daily = daily.join((trades["trade"].abs() * trades["fill"]).groupby(trades["i"]).sum().rename("premium_traded"),
                        on="i")  # fmt: skip
+    daily = daily.join(alltr.groupby("i")["mark_gap"].sum().rename("mark_gap"), on="i")
     daily = daily.fillna(0.0)
     daily["delta"] = daily["delta"] + daily["hedge"]
+    daily["residual"] = daily["residual"] - daily["mark_gap"]
     daily["costs"] = daily["option_costs"] + daily["stock_costs"]
     daily["gross"] = daily[PNL_PARTS].sum(axis=1)
     daily["total"] = daily["gross"] - daily["costs"]
     daily.insert(0, "trade_date", mk.sessions[daily["i"].to_numpy()])
     daily.insert(1, "strategy", name)
     daily["n_positions"] = daily["n_positions"].astype(np.int64)
-    daily = daily.drop(columns=["i", "hedge"])
+    daily = daily.drop(columns=["i", "hedge", "mark_gap"])
 
     positions = _positions_table(mk, name, pos, m, hb)
     legs_out = legs.assign(trade_date=mk.sessions[legs["i"].to_numpy()], strategy=name).drop(columns=["i"])
@@ -397,7 +409,7 @@ DAILY_COLUMNS = ["trade_date", "strategy", *PNL_PARTS, "option_costs", "stock_co
 POSITION_COLUMNS = ["trade_date", "strategy", "kind", "ticker", "underlying_ticker", "qty", "price", "iv",
                     "iv_age", "position_delta", "position_vega_pt"]  # fmt: skip
 TRADE_COLUMNS = ["trade_date", "strategy", "ticker", "underlying_ticker", "trade", "value", "fill", "from_book",
-                 "settle", "exercised", "spread_cost", "fee_cost", "cost"]  # fmt: skip
+                 "settle", "exercised", "spread_cost", "mark_gap", "fee_cost", "cost"]  # fmt: skip
 
 
 def _flat(mk: Market, name: str, days: np.ndarray) -> BacktestResult:
@@ -414,6 +426,20 @@ def _flat(mk: Market, name: str, days: np.ndarray) -> BacktestResult:
     legs = pd.DataFrame({"ticker": pd.Series(dtype=object), "qty": pd.Series(dtype=float),
                          "edge": pd.Series(dtype=float)} | empty)  # fmt: skip
     return BacktestResult(name, legs, positions, trades, daily)
+
+
+def _expiry_index(sessions: np.ndarray, m: pd.DataFrame, series: pd.DataFrame) -> np.ndarray:
+    """Session index of each series' expiry: the first session on or after it when the market reaches it;
+    beyond the market's last session, counted on from the series' last quote by its B3 business days to
+    expiry (``t`` x 252). So a window that ends at day D (one partition run) sees the same days to expiry,
+    hence the same decisions, as a run over the whole history."""
+    e_i = np.searchsorted(sessions, series["expiry"].to_numpy())
+    beyond = series["expiry"].to_numpy() > sessions[-1]
+    if beyond.any():
+        last = m.sort_values("i").drop_duplicates("ticker", keep="last").set_index("ticker")
+        last = last.loc[series.index[beyond]]
+        e_i[beyond] = last["i"].to_numpy() + np.round(last["t"].to_numpy() * 252).astype(np.int64)
+    return e_i
 
 
 def _spot_lookup(mk: Market):

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from b3quant_models.features.grid import GRID_FEATURE_COLUMNS, GRID_KEY_COLUMNS, build_grid_features, build_grid_targets
-from b3quant_models.features.history import GRID_SERIES_KEY, OPTION_SERIES_KEY, SeriesHistory
+from b3quant_models.features.history import GRID_SERIES_KEY, OPTION_SERIES_KEY, SeriesHistory, grid_history
 from b3quant_models.features.option import FEATURE_COLUMNS, ID_COLUMNS, KEY_COLUMNS, build_targets
 
 TARGET = "iv_next"
@@ -123,11 +123,13 @@ def sample_market_truth(landing_dir: str | Path, columns: Sequence[str] = (FLOOR
 
 def option_training_dataset(
     option_features: pd.DataFrame, option_iv: pd.DataFrame, truth: pd.DataFrame | None = None, *,
-    window_sessions: int = 0,
+    window_sessions: int = 0, surface_grid: pd.DataFrame | None = None,
 ) -> TrainingDataset:
     """Features joined to the same series' IV on the underlying's next session (``build_targets``), with the
     floor from ``truth`` when given; ``window_sessions`` keeps the latest sessions only (0: all). The
-    history holds every feature row (the window cuts the training rows, not what a model may look back at)."""
+    history holds every feature row (the window cuts the training rows, not what a model may look back at)
+    and, with ``surface_grid`` (``surface_grid_points`` rows), the underlyings' grid history the per-option
+    models that forecast through the grid read (``SeriesHistory.with_grid``)."""
     targets = build_targets(option_iv)
     df = option_features.merge(targets[["trade_date", "ticker", TARGET, "target_date"]], on=KEY_COLUMNS,
                                how="inner")
@@ -138,6 +140,8 @@ def option_training_dataset(
         keep = sorted(df["trade_date"].unique())[-window_sessions:]
         df = df[df["trade_date"].isin(keep)]
     history = SeriesHistory.from_rows(option_features, OPTION_SERIES_KEY)
+    if surface_grid is not None and len(surface_grid):
+        history = history.with_grid(grid_history(surface_grid))
     return dataset_from_frame(df, list(FEATURE_COLUMNS), history)
 
 
@@ -157,6 +161,6 @@ def grid_training_dataset(surface_grid_points: pd.DataFrame, underlying_quotes: 
     df = df.merge(flags, on=["target_date", *point], how="left")
     quoted = (df["extrapolated"] == 0) & df["extrap_next"].eq(False)
     out = df[quoted].drop(columns=["extrap_next"]).sort_values(GRID_KEY_COLUMNS).reset_index(drop=True)
-    ds = dataset_from_frame(out, list(GRID_FEATURE_COLUMNS), SeriesHistory.from_rows(feats, GRID_SERIES_KEY))
+    ds = dataset_from_frame(out, list(GRID_FEATURE_COLUMNS), grid_history(feats))
     return TrainingDataset(ds.frame, ds.keys, ds.feature_columns, ds.kind, ds.history,
                            {"dropped_extrapolated_rows": int((~quoted).sum())})

@@ -33,6 +33,9 @@ class SeriesHistory:
     panel: pd.DataFrame
     key: tuple[str, ...] = OPTION_SERIES_KEY
     values: tuple[str, ...] = ("iv",)
+    # the underlyings' surface-grid history beside a per-option history: what a per-option model that
+    # forecasts through the grid (the deep models) reads with ``grid_window`` (see ``with_grid``)
+    grid: SeriesHistory | None = None
 
     @classmethod
     def from_rows(cls, rows: pd.DataFrame, key: Sequence[str] = OPTION_SERIES_KEY,
@@ -55,9 +58,18 @@ class SeriesHistory:
         return cls(p.reset_index(drop=True), key, tuple(values))
 
     def extended(self, rows: pd.DataFrame) -> SeriesHistory:
-        """This history plus ``rows`` (their values win on a shared series and day): a request's own rows."""
-        return SeriesHistory.from_rows(pd.concat([self.panel, rows[list(self.panel.columns)]], ignore_index=True),
-                                       self.key, self.values)
+        """This history plus ``rows`` (their values win on a shared series and day): a request's own rows.
+        The attached grid history (if any) is kept: request rows are options, not grid points."""
+        out = SeriesHistory.from_rows(pd.concat([self.panel, rows[list(self.panel.columns)]], ignore_index=True),
+                                      self.key, self.values)
+        return out.with_grid(self.grid) if self.grid is not None else out
+
+    def with_grid(self, grid: SeriesHistory | None) -> SeriesHistory:
+        """This history with an underlying-grid history (keyed ``GRID_SERIES_KEY``) attached, so one object
+        serves row models (``window``) and models that forecast through the surface grid (``grid_window``)."""
+        if grid is not None and grid.key != GRID_SERIES_KEY:
+            raise ValueError(f"the attached grid history must be keyed {GRID_SERIES_KEY}, not {grid.key}")
+        return SeriesHistory(self.panel, self.key, self.values, grid)
 
     def __len__(self) -> int:
         return len(self.panel)
@@ -108,7 +120,10 @@ class SeriesHistory:
         day, e.g. dropped as not quoted), and the ``tenors`` and ``deltas`` axes.
         """
         if self.key != GRID_SERIES_KEY:
-            raise ValueError(f"grid_window needs a history keyed {GRID_SERIES_KEY}, not {self.key}")
+            if self.grid is not None:
+                return self.grid.grid_window(rows, length, value)
+            raise ValueError(f"grid_window needs a history keyed {GRID_SERIES_KEY} (or one attached with "
+                             f"with_grid), not {self.key}")
         value = value or self.values[0]
         p = self.panel
         tenors = np.sort(p["tenor_days"].unique())
@@ -135,3 +150,16 @@ class SeriesHistory:
         out = np.full((len(q), length, len(tenors), len(deltas)), np.nan)
         out[ok] = cube[pos[ok]]
         return out, np.isfinite(out), tenors, deltas
+
+
+def grid_history(surface_grid: pd.DataFrame) -> SeriesHistory:
+    """The surface-grid history (``surface_grid_points`` rows: trade_date, underlying_ticker, tenor_days, delta,
+    iv [, extrapolated]) keyed ``GRID_SERIES_KEY`` with values ``iv`` and ``extrapolated`` (1 where the fit
+    extrapolated the cell): built the same way by the training set and by the service from its stored rows."""
+    g = surface_grid.copy()
+    g["delta"] = g["delta"].astype(float).round(4)
+    g["tenor_days"] = g["tenor_days"].astype(int)
+    g["extrapolated"] = g["extrapolated"].astype(float) if "extrapolated" in g.columns else 0.0
+    iv = g["iv"].astype(float)
+    g = g.loc[np.isfinite(iv) & (iv > 0)]
+    return SeriesHistory.from_rows(g, GRID_SERIES_KEY, ("iv", "extrapolated"))

@@ -50,6 +50,8 @@ class ForecastModel(ABC):
     """Next-day IV forecaster. Subclasses implement ``_fit_change``, ``_predict_change``, ``_save``, ``_load``."""
 
     name: ClassVar[str] = "base"
+    # how MLflow logs it (``models.mlflow_models``): a library flavor name, else a pyfunc wrapper
+    mlflow_flavor: ClassVar[str] = "pyfunc"
 
     def __init__(
         self, params: dict[str, Any] | None = None, *, features: Sequence[str] | None = None, seed: int = 0,
@@ -76,6 +78,12 @@ class ForecastModel(ABC):
         """Sessions of per-series history each row needs (0: row-wise, the history is ignored)."""
         return 0
 
+    @property
+    def reads_grid_history(self) -> bool:
+        """Whether the model reads the underlyings' surface-grid history (``SeriesHistory.grid`` beside a
+        per-option history, see ``with_grid``): the service then attaches the stored grid to the history."""
+        return False
+
     @abstractmethod
     def _fit_change(self, X: pd.DataFrame, dy: np.ndarray, X_val: pd.DataFrame | None,
                     dy_val: np.ndarray | None, history: SeriesHistory | None = None) -> None: ...
@@ -88,6 +96,11 @@ class ForecastModel(ABC):
         """(importance table with ``feature`` and ``mean_abs_shap_vol_pts``-like columns sorted by importance,
         plots as PNG bytes) on a sample of evaluation rows; None when the model has no explanation."""
         return None
+
+    def learning_curves(self) -> dict[str, list[float]]:
+        """Per-epoch losses of a model trained by epochs (``train_loss``, ``val_loss``), logged to MLflow with
+        step = epoch and plotted beside the test plots; {} for models fitted in one go."""
+        return {}
 
     def _save(self, directory: Path) -> None:  # noqa: B027 - optional hook
         """Write the fitted state (beyond metadata.json) into ``directory``."""

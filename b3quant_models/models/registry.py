@@ -69,6 +69,12 @@ MODEL_REGISTRY = ModelRegistry({
     "xgboost": "b3quant_models.models.trees:XGBoostModel",
     "lightgbm": "b3quant_models.models.trees:LightGBMModel",
     "series_ar": "b3quant_models.models.sequence:SeriesARModel",  # numpy only: reads each series' history
+    # torch grid forecasters (per grid point, or per option through the grid): b3quant_models.models.deep
+    "lstm": "b3quant_models.models.deep.forecast_model:LSTMModel",
+    "gru": "b3quant_models.models.deep.forecast_model:GRUModel",
+    "pinn": "b3quant_models.models.deep.forecast_model:PINNModel",
+    # trained from the others' out-of-fold predictions (train_stacking), not by train_model
+    "stacking_ensemble": "b3quant_models.models.ensemble:StackingEnsemble",
 })
 
 

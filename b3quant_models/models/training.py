@@ -89,9 +89,14 @@ class TrainingResult:
     predictions: pd.DataFrame = field(default_factory=pd.DataFrame)  # prediction_table: oof and test rows
 
     def log_to_mlflow(self, tracking_uri: str, experiment: str, *, tags: dict[str, str] | None = None,
-                      run_name: str | None = None) -> str:
-        """Log this result with :func:`log_training_run`; returns the run_id."""
+                      run_name: str | None = None, register_as: str | None = None) -> str:
+        """Log this result with :func:`log_training_run`, the model as an MLflow model registered as
+        ``register_as`` (default ``b3q-<run name>``, ``""``: not registered); returns the run_id."""
+        from b3quant_models.models.mlflow_models import registered_model_name
         from b3quant_models.models.tracking import log_training_run
+
+        if register_as is None:
+            register_as = registered_model_name(run_name or self.model_name)
 
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = self.model.save(Path(tmp) / "model")
@@ -101,8 +106,10 @@ class TrainingResult:
                 study_summary=self.study_summary, fold_metrics=self.fold_metrics, test_metrics=self.test_metrics,
                 dataset_df=self.dataset, plots=self.plots, model_dir=model_dir, model_card_md=self.model_card,
                 tags={"model": self.model_name, **(tags or {})}, run_name=run_name or self.model_name,
+                curves=self.model.learning_curves(),
                 extra_tables={"metrics_table": self.metrics_table, "fold_metrics": self.fold_metrics,
                               "splits": self.split_table.astype(str), "predictions": self.predictions},
+                model=self.model, model_sample=self.dataset.head(200), register_as=register_as or None,
             )
 
 
@@ -158,6 +165,23 @@ def _plot_daily(daily: pd.DataFrame, has_opt: bool, name: str) -> bytes:
     ax.set_title("Held-out test: RMSE by trade date")
     ax.legend()
     fig.autofmt_xdate()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _plot_curves(curves: dict[str, list[float]], name: str) -> bytes:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.4))
+    ax = fig.add_subplot()
+    for label, values in curves.items():
+        ax.plot(range(len(values)), values, label=label, lw=1.4)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (vol pts²)")
+    ax.set_yscale("log")
+    ax.set_title(f"{name}: learning curve of the final fit")
+    ax.legend()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return buf.getvalue()
@@ -219,13 +243,16 @@ def train_model(
     shap_sample: int = 2000,
     limits: tuple[str, ...] = DEFAULT_LIMITS,
     label: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> TrainingResult:
     """Tune on walk-forward folds, refit on all pre-test data, score the held-out test block.
 
     ``shap_sample=0`` skips the explanation. Test rows are never used for tuning or fitting, and training
     rows whose target date falls inside the evaluated block are dropped (purge). The result keeps each
     fold's validation predictions (out-of-fold) and the test predictions in :func:`prediction_table`'s
-    layout, labelled ``label`` (default: the model name).
+    layout, labelled ``label`` (default: the model name). ``params`` are fixed settings under the tuned ones
+    (the deep models' epochs, device ...); ``n_trials=0`` skips tuning (the models' defaults and ``params``),
+    which the deep models use: one trial of theirs costs as much as the folds themselves.
     """
     df = dataset.frame
     feats = list(dataset.feature_columns)
@@ -237,9 +264,13 @@ def train_model(
     dev_mask = _train_mask(df, splits.final_train, test_start)
     dev = df.loc[dev_mask].reset_index(drop=True)
     y_dev = dev["iv_next"].to_numpy(float)
-    best_params, summary = tune(model_name, dev, y_dev, dev["trade_date"], n_trials=n_trials, timeout=timeout,
-                                seed=seed, splits=splits, features=feats, n_jobs=n_jobs, history=history,
-                                target_dates=dev["target_date"] if "target_date" in dev.columns else None)
+    if n_trials > 0:
+        best_params, summary = tune(model_name, dev, y_dev, dev["trade_date"], n_trials=n_trials, timeout=timeout,
+                                    seed=seed, splits=splits, features=feats, n_jobs=n_jobs, history=history,
+                                    target_dates=dev["target_date"] if "target_date" in dev.columns else None)
+    else:
+        best_params, summary = {}, {"model": model_name, "n_trials": 0, "note": "not tuned: fixed params"}
+    best_params = {**(params or {}), **best_params}
 
     fold_rows, oof = [], []
     for i, (tr_dates, va_dates) in enumerate(splits.folds):
@@ -279,6 +310,8 @@ def train_model(
 
     plots = {"test_rmse_by_date.png": _plot_daily(daily, has_opt, model_name),
              "test_pred_vs_actual.png": _plot_scatter(preds)}
+    if curves := model.learning_curves():
+        plots["learning_curve.png"] = _plot_curves(curves, model_name)
     importance = None
     if shap_sample > 0 and len(test):
         sample = test.sample(n=min(shap_sample, len(test)), random_state=seed)

@@ -1,10 +1,12 @@
 """Features, training set, one asset per trained model, and their comparison against baselines."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
+from b3quant_models import settings
 from b3quant_models.features import FEATURES_SCHEMA, build_option_features
 from b3quant_models.features.dataset import (
     TrainingDataset,
@@ -12,11 +14,13 @@ from b3quant_models.features.dataset import (
     option_training_dataset,
     sample_market_truth,
 )
+from b3quant_models.models.ensemble import train_stacking, weights_json
 from b3quant_models.models.training import train_model
 from b3quant_models.schemas import GRID_MODEL_PREDICTIONS, MODEL_PREDICTIONS
 
 from ..ingestion.resources import CotahistFiles
 from ..shared.checks import pandera_check_result, pandera_check_spec, png_markdown, table_preview
+from ..shared.metadata import per_partition_metadata
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from .resources import MlflowTracking, model_store_dir
 
@@ -49,6 +53,7 @@ def option_features(
     feats = build_option_features(option_iv, iv_surface, underlying_quotes)
     days = pd.to_datetime(partition_days(context))
     out = feats[feats["trade_date"].isin(days)].reset_index(drop=True)
+    per_partition_metadata(context, out, lambda g, day: {"rows": len(g), "preview": table_preview(g)})
     yield dg.Output(out, metadata={"rows": len(out), "features": len(out.columns), "preview": table_preview(out)})
     yield pandera_check_result("option_features", FEATURES_SCHEMA, out)
 
@@ -68,6 +73,29 @@ class TrainingConfig(dg.Config):
     window_sessions: int = 0  # 0: every stored session
 
 
+class DeepTrainingConfig(TrainingConfig):
+    """The torch grid models: the trees' split settings (keep them equal: the stacking ensemble needs the same
+    folds) and the network's. Defaults are the full settings (200 epochs, patience 20, hidden 64); the demo
+    passes ``DEEP_QUICK``. ``n_trials`` 0: no tuning (one trial costs as much as the folds themselves)."""
+
+    n_trials: int = 0
+    shap_sample: int = 0
+    max_epochs: int = 200
+    patience: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    hidden: int = 64
+    lookback: int = 10
+    device: str = "auto"  # "cpu", "cuda", "cuda:N"; auto = CUDA when present (bf16 autocast there)
+
+    def params(self) -> dict:
+        return {k: getattr(self, k) for k in ("max_epochs", "patience", "batch_size", "lr", "hidden", "lookback",
+                                              "device")}
+
+
+DEEP_QUICK = {"max_epochs": 25, "patience": 5, "hidden": 32, "lookback": 5}  # the demo's (docs/models.md)
+
+
 @dg.asset(group_name=GROUP, io_manager_key="model_io_manager", compute_kind="pandas")
 def training_set(
     context: dg.AssetExecutionContext,
@@ -75,12 +103,15 @@ def training_set(
     cotahist_files: CotahistFiles,
     option_features: pd.DataFrame,
     option_iv: pd.DataFrame,
+    surface_grid_points: pd.DataFrame,
 ) -> TrainingDataset:
     """Features joined to the next session's IV of the same series (the target), over the stored window; on
     the sample market also the ground-truth-optimal forecast (the floor), from the truth file its manifest
-    names beside the ingested files. A ``TrainingDataset`` (with the series history) the model assets use as is."""
+    names beside the ingested files. A ``TrainingDataset`` (with the series history, and the grid history
+    the deep per-option models forecast through) the model assets use as is."""
     truth = sample_market_truth(cotahist_files.landing())
-    ds = option_training_dataset(option_features, option_iv, truth, window_sessions=config.window_sessions)
+    ds = option_training_dataset(option_features, option_iv, truth, window_sessions=config.window_sessions,
+                                 surface_grid=surface_grid_points)
     context.add_output_metadata(ds.summary())
     return ds
 
@@ -104,13 +135,13 @@ def grid_training_set(
 
 
 def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: TrainingConfig, ds: TrainingDataset,
-           mlflow):
+           mlflow, params: dict | None = None):
     """Train registry model ``kind``; ``name`` labels the run, the saved model, the comparison and prediction rows."""
     context.log.info(f"tuning {name}: {config.n_trials} Optuna trials (timeout {config.timeout_s:.0f} s)")
     res = train_model(
         ds, kind, n_trials=config.n_trials, timeout=config.timeout_s, seed=config.seed,
         n_folds=config.n_folds, test_days=config.test_days, val_days=config.val_days, purge_days=config.purge_days,
-        min_train_days=config.min_train_days, shap_sample=config.shap_sample, label=name,
+        min_train_days=config.min_train_days, shap_sample=config.shap_sample, label=name, params=params,
     )  # fmt: skip
     run_id = res.log_to_mlflow(
         mlflow.uri(), mlflow.experiment, tags={"dagster_run_id": context.run_id, "asset": context.asset_key.path[-1]},
@@ -119,9 +150,8 @@ def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: Trai
     model_dir = res.model.save(model_store_dir() / name / run_id)
     (Path(model_dir) / "MODEL_CARD.md").write_text(res.model_card)
     meta = {
-        "mlflow_run_id": run_id,
-        "mlflow_tracking_uri": mlflow.uri(),
-        "model_dir": dg.MetadataValue.path(str(model_dir)),
+        **mlflow.run_metadata(run_id, name),
+        "model_dir": dg.MetadataValue.path(settings.data_relative(model_dir)),  # relative: the folder can move
         "model_card": dg.MetadataValue.md(res.model_card),
         "test_metrics": dg.MetadataValue.md(res.metrics_table.to_markdown(index=False)),
         **{f"test_{k}": float(v) for k, v in res.test_metrics.items() if isinstance(v, int | float)},
@@ -134,7 +164,7 @@ def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: Trai
         "test_start": pd.Timestamp(res.splits.test[0]),
         "test_end": pd.Timestamp(res.splits.test[-1]),
         "mlflow_run_id": run_id,
-        "model_dir": str(model_dir),
+        "model_dir": settings.data_relative(model_dir),  # read back with settings.resolve_data_path
         "test_metrics": res.test_metrics,
         "metrics_table": res.metrics_table,
         "fold_metrics": res.fold_metrics,
@@ -164,10 +194,33 @@ def _model_asset(name: str, dataset: str = "training_set", suffix: str = "_model
     return _asset
 
 
+def _deep_asset(name: str, dataset: str = "training_set", suffix: str = "_model"):
+    what = "per option series" if dataset == "training_set" else "per surface-grid point"
+    how = "through the grid (the change at the contract's tenor and delta)" if dataset == "training_set" else ""
+
+    @dg.asset(
+        name=f"{name}{suffix}",
+        group_name=GROUP,
+        ins={"dataset": dg.AssetIn(dataset)},
+        io_manager_key="model_io_manager",
+        compute_kind="pytorch",
+        description=f"{name} torch grid forecaster ({what}{', ' + how if how else ''}): the underlying's last "
+        "grids -> next-day grid, early-stopped on the end of each training window; the trees' walk-forward folds "
+        "and held-out block, baselines, MLflow run (learning curves per epoch), card and prediction rows.",
+    )
+    def _asset(context: dg.AssetExecutionContext, config: DeepTrainingConfig, mlflow: MlflowTracking, dataset):
+        label = f"{name}{suffix.removesuffix('_model')}"
+        return _train(context, name, label, config, dataset, mlflow, config.params()) | {"target": what}
+
+    return _asset
+
+
 # per option series: what the service predicts and promotion picks; series_ar is the small reference model
 # that reads each series' history (the path the sequence models take)
 TRAINED_MODELS = ("xgboost", "lightgbm", "series_ar")
 GRID_MODELS = ("xgboost",)  # per grid point
+DEEP_MODELS = ("lstm", "gru", "pinn")  # torch, b3quant_models.models.deep: per grid point and per option
+ENSEMBLE = "stacking_ensemble"
 
 
 def training_config_for(n_sessions: int) -> dict:
@@ -180,12 +233,68 @@ def training_config_for(n_sessions: int) -> dict:
     }
 model_assets = [_model_asset(n) for n in TRAINED_MODELS]
 grid_model_assets = [_model_asset(n, "grid_training_set", "_grid_model") for n in GRID_MODELS]
+deep_model_assets = [_deep_asset(n) for n in DEEP_MODELS]
+deep_grid_model_assets = [_deep_asset(n, "grid_training_set", "_grid_model") for n in DEEP_MODELS]
+DEEP_MODEL_ASSETS = [*(f"{n}_model" for n in DEEP_MODELS), *(f"{n}_grid_model" for n in DEEP_MODELS)]
+OPTION_MODEL_ASSETS = [f"{n}_model" for n in (*TRAINED_MODELS, *DEEP_MODELS)]  # the ensemble's members
+GRID_MODEL_ASSETS = [f"{n}_grid_model" for n in (*GRID_MODELS, *DEEP_MODELS)]
+PROMOTION_CANDIDATES = [*OPTION_MODEL_ASSETS, ENSEMBLE]  # per option: what the service serves
+# the tree-style assets (their config is TrainingConfig); every model asset, deep and ensembles included, gets checks
 ALL_MODEL_ASSETS = [*(f"{n}_model" for n in TRAINED_MODELS), *(f"{n}_grid_model" for n in GRID_MODELS)]
+CHECKED_MODEL_ASSETS = [*OPTION_MODEL_ASSETS, *GRID_MODEL_ASSETS, ENSEMBLE, f"{ENSEMBLE}_grid"]
+
+
+class EnsembleConfig(dg.Config):
+    """``alpha``: ridge penalty on the non-negative weights (0: plain NNLS)."""
+
+    alpha: float = 0.0
+
+
+def _ensemble_asset(name: str, members: list[str], what: str):
+    @dg.asset(
+        name=name,
+        group_name=GROUP,
+        ins={m: dg.AssetIn(m) for m in members},
+        io_manager_key="model_io_manager",
+        compute_kind="scipy",
+        description=f"Stacking ensemble ({what}): non-negative weights on the members' predicted changes fitted "
+        "on their out-of-fold rows only, scored on the held-out test rows; a servable model holding its members.",
+    )
+    def _asset(context: dg.AssetExecutionContext, config: EnsembleConfig, mlflow: MlflowTracking, **trained):
+        preds = pd.concat([m["predictions"] for m in trained.values()], ignore_index=True)
+        dirs = {m["model_name"]: m["model_dir"] for m in trained.values()}
+        res = train_stacking(preds, sorted(dirs), label=name, alpha=config.alpha, member_dirs=dirs)
+        run_id = res.log_to_mlflow(mlflow.uri(), mlflow.experiment, run_name=name,
+                                   tags={"dagster_run_id": context.run_id, "asset": name})
+        model_dir = res.model.save(model_store_dir() / name / run_id)
+        (Path(model_dir) / "MODEL_CARD.md").write_text(res.model_card)
+        context.add_output_metadata({
+            "mlflow_run_id": run_id, "model_dir": dg.MetadataValue.path(str(model_dir)),
+            "weights": dg.MetadataValue.json(json.loads(weights_json(res))),
+            "model_card": dg.MetadataValue.md(res.model_card),
+            "test_metrics": dg.MetadataValue.md(res.metrics_table.to_markdown(index=False)),
+            **{f"test_{k}": float(v) for k, v in res.test_metrics.items() if isinstance(v, int | float)},
+        })
+        own = res.metrics_table["forecaster"].isin([name, "persistence", "optimal (ground truth)"])
+        return {
+            "model_name": name, "target": what, "test_start": res.test_start, "test_end": res.test_end,
+            "mlflow_run_id": run_id, "model_dir": str(model_dir), "test_metrics": res.test_metrics,
+            "metrics_table": res.metrics_table[own].reset_index(drop=True), "fold_metrics": res.fold_metrics,
+            "best_params": {"weights": res.weights}, "metadata": {**res.metadata, "features": res.model.features},
+            "history_length": res.model.history_length, "predictions": res.predictions, "weights": res.weights,
+        }
+
+    return _asset
+
+
+stacking_ensemble = _ensemble_asset(ENSEMBLE, OPTION_MODEL_ASSETS, "per option series")
+stacking_ensemble_grid = _ensemble_asset(f"{ENSEMBLE}_grid", GRID_MODEL_ASSETS, "per surface-grid point")
+ensemble_assets = [stacking_ensemble, stacking_ensemble_grid]
 
 
 @dg.asset(
     group_name=GROUP,
-    ins={name: dg.AssetIn(name) for name in ALL_MODEL_ASSETS},
+    ins={name: dg.AssetIn(name) for name in [*OPTION_MODEL_ASSETS, *GRID_MODEL_ASSETS, ENSEMBLE, f"{ENSEMBLE}_grid"]},
     compute_kind="pandas",
 )
 def model_comparison(context: dg.AssetExecutionContext, **models) -> pd.DataFrame:
@@ -197,26 +306,31 @@ def model_comparison(context: dg.AssetExecutionContext, **models) -> pd.DataFram
         t.insert(1, "trained_model", m["model_name"])
         t["mlflow_run_id"] = m["mlflow_run_id"]
         rows.append(t)
-    table = pd.concat(rows, ignore_index=True)
+    from b3quant_models.models.comparison import flag_losers
+
+    table = flag_losers(pd.concat(rows, ignore_index=True))  # beats_persistence on each model's own row
+    losers = table.loc[table["beats_persistence"].eq(False).fillna(False), "trained_model"].tolist()
     context.add_output_metadata(
         {
-            "comparison": dg.MetadataValue.md(table.to_markdown(index=False)),
-            "plot": png_markdown(comparison_plot(table), "RMSE by model"),
+            "comparison": dg.MetadataValue.md(table.round(4).to_markdown(index=False)),
+            "plot": png_markdown(comparison_plot(table), "held-out RMSE, MAE and bias by model"),
+            "losing_to_persistence": ", ".join(losers) if losers else "none",
         }
     )
     return table
 
 
-def _predictions_asset(name: str, models: tuple[str, ...], suffix: str, schema):
+def _predictions_asset(name: str, assets: list[str], schema):
     @dg.asset(
         name=name,
         group_name=GROUP,
-        ins={f"{m}{suffix}": dg.AssetIn(f"{m}{suffix}") for m in models},
+        ins={a: dg.AssetIn(a) for a in assets},
         check_specs=[pandera_check_spec(name)],
         compute_kind="pandas",
-        description=f"Out-of-fold (split='oof') and held-out test (split='test') forecasts of every {suffix[1:]} "
-        "asset, one row per model, series and decision day: what the stacking ensemble trains on (oof only) "
-        "and the backtests trade. Columns: docs/models.md.",
+        description="Out-of-fold (split='oof') and held-out test (split='test') forecasts of every "
+        f"{'grid' if 'grid' in name else 'per-option'} model asset and the stacking ensemble, one row per model, "
+        "series and decision day: what the ensemble trains on (oof only) and the backtests trade. "
+        "Columns: docs/models.md.",
     )
     def _asset(context: dg.AssetExecutionContext, **trained):
         table = pd.concat([m["predictions"] for m in trained.values()], ignore_index=True)
@@ -228,27 +342,14 @@ def _predictions_asset(name: str, models: tuple[str, ...], suffix: str, schema):
     return _asset
 
 
-model_predictions = _predictions_asset("model_predictions", TRAINED_MODELS, "_model", MODEL_PREDICTIONS)
-grid_model_predictions = _predictions_asset("grid_model_predictions", GRID_MODELS, "_grid_model",
+model_predictions = _predictions_asset("model_predictions", [*OPTION_MODEL_ASSETS, ENSEMBLE], MODEL_PREDICTIONS)
+grid_model_predictions = _predictions_asset("grid_model_predictions", [*GRID_MODEL_ASSETS, f"{ENSEMBLE}_grid"],
                                             GRID_MODEL_PREDICTIONS)
 
 
 def comparison_plot(table: pd.DataFrame) -> bytes:
-    """Bar chart of test RMSE (vol points) per forecaster, persistence and the floor included."""
-    import io
+    """Every model (grid models too) beside persistence and the floor: RMSE, MAE and bias on zoomed axes,
+    losers to persistence flagged (``b3quant_models.models.comparison``)."""
+    from b3quant_models.models.comparison import comparison_plot as plot
 
-    from matplotlib.figure import Figure
-
-    table = table[table["target"] == table["target"].iloc[0]]  # the per-series models and their baselines
-    agg = table.groupby("forecaster", sort=False)["rmse_vol_pts"].first()
-    fig = Figure(figsize=(6, 3.2), dpi=110)
-    ax = fig.subplots()
-    ax.bar(agg.index.astype(str), agg.to_numpy(), color="#4c72b0")
-    ax.set_ylabel("test RMSE (vol points)")
-    ax.set_title("Next-day IV forecast: held-out RMSE")
-    for i, v in enumerate(agg.to_numpy()):
-        ax.annotate(f"{v:.3f}", (i, v), ha="center", va="bottom", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return plot(table)
