@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -77,7 +78,13 @@ def _set_env(data_dir: str | None, offline: bool = True) -> Path:
     if data_dir:
         os.environ["B3Q_DATA_DIR"] = str(Path(data_dir).resolve())
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home()))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    project_yaml = settings.PROJECT_ROOT / "dagster_home" / "dagster.yaml"
+    if not (home / "dagster.yaml").exists() and project_yaml.exists():
+        # A new instance gets the project's settings: runs queued one at a time (DuckDB has one writer),
+        # also when `dagster dev` later launches runs from the UI on this DAGSTER_HOME.
+        shutil.copyfile(project_yaml, home / "dagster.yaml")
     if offline:
         os.environ["B3Q_OFFLINE"] = "1"  # the demo (and `run --offline`) never touches the network
     # The model store promotion writes to is the one `bentoml serve` reads with this BENTOML_HOME.
@@ -176,6 +183,26 @@ def session_blocks(days: list[dt.date], all_sessions) -> list[tuple[dt.date, dt.
     return [(b[0], b[-1]) for b in blocks]
 
 
+def _landed_non_sessions(landing: Path, start: dt.date, end: dt.date) -> list[str]:
+    """Daily files in the landing folder dated within ``start..end`` on a day the calendar has no session."""
+    import re
+
+    from b3quant_models.calendar import is_session
+
+    out = []
+    for p in sorted(landing.glob("*")) if landing.is_dir() else []:
+        m = re.fullmatch(r"COTAHIST_D(\d{2})(\d{2})(\d{4})\.(TXT|ZIP|TXT\.ZIP)", p.name, flags=re.IGNORECASE)
+        if not m:
+            continue
+        try:
+            day = dt.date(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+        except ValueError:
+            continue
+        if start <= day <= end and not is_session(day):
+            out.append(p.name)
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Real sessions from the landing folder (B3's files downloaded for missing days unless offline)."""
     data = _set_env(args.data_dir, offline=args.offline)
@@ -191,11 +218,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if start < PARTITIONS_START:
         raise UserError(f"--start {start} is before the first partition {PARTITIONS_START} (B3Q_FIRST_SESSION)")
-    keys = set(trading_day_partitions.get_partition_keys())
-    days = [d for d in sessions(start, end) if str(d) in keys]
+    keys = trading_day_partitions.get_partition_keys()
+    in_range = sessions(start, end)
+    keyset = set(keys)
+    days = [d for d in in_range if str(d) in keyset]
+    if len(days) < len(in_range):
+        print(f"      {len(in_range) - len(days)} session(s) of the range are outside the trading-day partitions "
+              f"({keys[0]}..{keys[-1]}): skipped")  # fmt: skip
     if not days:
         raise UserError(f"no B3 session between {start} and {end}")
     landing = Path(default_landing_dir())
+    not_sessions = _landed_non_sessions(landing, start, end)
+    if not_sessions:
+        print(f"      not B3 sessions in the calendar, so not materialized: {', '.join(not_sessions)}")
     missing = [d for d in days if find_landing_file(landing, d) is None]
     if args.landed:
         days = [d for d in days if d not in set(missing)]
@@ -229,7 +264,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for i, (a, b) in enumerate(blocks, 1):
         last = i == len(blocks)
         print(f"[{i}/{len(blocks)}] sessions {a}..{b}" + (" and the models" if args.models and last else ""))
-        summaries.append(run_demo(a, b, log_level=args.log_level, models=args.models and last))
+        summaries.append(
+            run_demo(a, b, log_level=args.log_level, models=args.models and last, training_sessions=len(days))
+        )
         if not summaries[-1].ok:
             break
     summary = merge_summaries(summaries)

@@ -117,9 +117,12 @@ def run_demo(
     defs: dg.Definitions | None = None,
     log_level: str = "INFO",
     models: bool = True,
+    training_sessions: int | None = None,
 ) -> DemoSummary:
     """Materialize every asset over ``first..last`` stage by stage (see :func:`demo_stages`); with
-    ``models=False`` only the partitioned stages before the first unpartitioned (model) one."""
+    ``models=False`` only the partitioned stages before the first unpartitioned (model) one.
+    ``training_sessions`` sizes the training splits when the models see more sessions than this range
+    (``b3q run --landed``: earlier blocks are stored already)."""
     if defs is None:
         from b3quant_assets.definitions import defs as loaded
 
@@ -135,7 +138,7 @@ def run_demo(
     from b3quant_assets.defs.models.assets import ALL_MODEL_ASSETS, DEEP_MODEL_ASSETS, DEEP_QUICK, training_config_for
 
     sessions = len(trading_day_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(str(first), str(last))))
-    cfg = training_config_for(sessions)
+    cfg = training_config_for(training_sessions or sessions)  # split sizes: the sessions the models see
     results = []
     for partitioned, keys in stages:
         if not models and not partitioned:

@@ -6,8 +6,8 @@ r = ln(1 + CDI_252), strike = that day's PREEXE. The close is an unsynchronized 
 bid/ask mid is preferred when both sides exist, the spread is tight and the mid gives a valid IV.
 
 Every row keeps a reason: ``ok`` or why no usable IV exists (index option, no underlying quote,
-expires today, no price, min-tick price, the solver's own reason such as below_intrinsic, or an IV
-the price does not pin: ``iv_not_pinned`` when one price tick moves it by more than
+a strike indexed to another unit, expires today, no price, min-tick price, the solver's own reason
+such as below_intrinsic, or an IV the price does not pin: ``iv_not_pinned`` when one price tick moves it by more than
 ``MAX_IV_MOVE_PER_TICK``, ``iv_above_max`` above ``MAX_TRUSTED_IV``). ``iv_close`` and ``iv_mid`` keep
 what each price implies, however extreme; only ``iv`` (and the Greeks) are trusted values.
 """
@@ -110,6 +110,9 @@ def compute_option_iv(options: pd.DataFrame, underlyings: pd.DataFrame, rates: p
     reason[~np.isfinite(quoted)] = "no_price"
     reason[bdays <= 0] = "expires_today"
     reason[~(s > 0)] = "no_underlying_quote"  # no cash row, or no positive close
+    # INDOPC != 0: the strike is corrected by an index (US$, TJLP, IGP-M, URV), so PREEXE is not in reais.
+    if "strike_correction" in df:
+        reason[df["strike_correction"].to_numpy() != 0] = "strike_indexed"
     reason[df["is_index_option"].to_numpy(bool)] = "index_option"
     bad = reason != "ok"
     iv = np.where(bad, np.nan, iv)

@@ -241,3 +241,12 @@ def test_header_errors_say_why(tmp_path: Path) -> None:
             read_cotahist_with_quarantine(tmp_path / name)
     with pytest.raises(CotahistError, match="is a directory"):
         read_cotahist_with_quarantine(tmp_path)
+
+
+def test_header_and_trailer_with_trailing_blanks_stripped_are_read(tmp_path: Path) -> None:
+    """Editors and some copies strip the blanks B3 pads its header and trailer with; nothing is lost."""
+    text = format_cotahist([format_quote_record(ROW)], DAY).encode("latin-1")
+    path = tmp_path / "trimmed.TXT"
+    path.write_bytes(b"\r\n".join(line.rstrip(b" ") for line in text.split(b"\r\n")))
+    res = read_cotahist_with_quarantine(path)
+    assert len(res.quotes) == 1 and len(res.quarantine) == 0 and res.trailer_count == 3

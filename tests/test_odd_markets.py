@@ -3,9 +3,9 @@ small sample market and run through every partitioned asset (ingestion to featur
 
 Each odd record is either priced (ETF and unit options, weekly tickers, a stock quoted per thousand
 shares, a strike lowered after a dividend) or gets a reason and is counted (index options, series
-with no trade and no book, options whose underlying has no cash row, expiring today), or breaks a
-business rule and lands in ``quote_rejects`` (a repeated record, a blank ISIN, an impossible expiry,
-high < low). No step fails and no blocking check fails: the day goes on.
+with no trade and no book, options whose underlying has no cash row, a strike indexed to the US$,
+expiring today), or breaks a business rule and lands in ``quote_rejects`` (a repeated record, a blank
+ISIN, an impossible expiry, high < low). No step fails and no blocking check fails: the day goes on.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ def _odd_records(day: dt.date, r: float, petr: pd.Series) -> tuple[list[dict], d
     opt("GONEC110", 10.0, 11.0, exp, True, "no_underlying_quote", isin=isin["GONE3"])
     opt("ABSTC100", 10.0, 10.0, exp, True, "no_underlying_quote", isin="BRABSTACNOR0")  # no cash row at all
     opt("IBOVC135", 130_000.0, 135_000.0, exp, True, "index_option", isin="BRIBOVINDM18", bdi_code="74")
+    # A strike corrected by the US$ (INDOPC 1, older listings): PREEXE is not in reais.
+    opt("PETRC310", petr["close"], petr["close"], exp, True, "strike_indexed", isin=petr["isin"], strike_correction=1)
     opt("PETRC300", petr["close"], round(petr["close"] * 0.9, 1), day, True, "expires_today", isin=petr["isin"])
     # Listed, never traded, no book (zero-volume series): no price to invert.
     recs.append(

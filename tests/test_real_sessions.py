@@ -61,7 +61,8 @@ def real_db(tmp_path_factory) -> Path:
     (_landing(data) / "cdi.csv").write_text(CDI_2016)
     res = _b3q(data, "--landed", "--start", min(SESSIONS), "--end", max(SESSIONS), "--log-level", "WARNING")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "success" in res.stdout and "FAILED" not in res.stdout and "[5/5]" in res.stdout
+    # Blocking checks and steps all pass (returncode 0); failed WARN checks are listed but not fatal.
+    assert "success" in res.stdout and "step failure" not in res.stdout and "[5/5]" in res.stdout
     return data / "b3quant.duckdb"
 
 

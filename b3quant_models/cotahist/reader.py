@@ -136,6 +136,17 @@ def _iter_line_chunks(stream: BinaryIO, chunk_bytes: int) -> Iterator[bytes | me
 # Chunk → record matrix
 
 
+def _trimmed_header_or_trailer(line: bytes) -> bool:
+    """A header or trailer whose trailing blanks were stripped (editors, some copies), nothing else lost:
+    B3 pads both to 245 bytes with spaces after the fields read here (generated date, record count).
+    A line cut anywhere else keeps its wrong length and is reported as such."""
+    if line[:11] == b"00COTAHIST." and len(line) >= HEADER_GENERATED.stop:
+        return line[HEADER_GENERATED].isdigit()
+    if line[:11] == b"99COTAHIST." and len(line) >= TRAILER_COUNT.stop:
+        return line[TRAILER_COUNT].isdigit()
+    return False
+
+
 def _split_records(chunk: bytes) -> tuple[np.ndarray, np.ndarray, list[tuple[int, bytes]], int]:
     """Split a chunk into a ``(n, 245)`` matrix of well-formed lines and a list of bad lines.
 
