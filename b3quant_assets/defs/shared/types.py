@@ -11,10 +11,18 @@ the value is a DataFrame (docs/operations.md).
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 from dagster_pandera import pandera_schema_to_dagster_type
+
+
+def _generated(schema: pa.DataFrameSchema) -> dg.DagsterType:
+    with warnings.catch_warnings():  # "beta" in dagster-pandera 0.29: a change shows in tests/test_ops_types.py
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return pandera_schema_to_dagster_type(schema)
 
 
 def _is_frame(_context, value: object) -> dg.TypeCheck:
@@ -24,7 +32,7 @@ def _is_frame(_context, value: object) -> dg.TypeCheck:
 
 def table_type(asset: str, schema: pa.DataFrameSchema) -> dg.DagsterType:
     """The stored table ``asset``'s Dagster type (named ``<asset>_table``) with ``schema``'s table schema."""
-    generated = pandera_schema_to_dagster_type(schema)
+    generated = _generated(schema)
     return dg.DagsterType(
         type_check_fn=_is_frame,
         name=f"{asset}_table",
@@ -37,4 +45,4 @@ def table_type(asset: str, schema: pa.DataFrameSchema) -> dg.DagsterType:
 
 def column_schema(schema: pa.DataFrameSchema) -> dict:
     """``{"dagster/column_schema": ...}``: the asset's Columns section, from the same conversion."""
-    return {"dagster/column_schema": pandera_schema_to_dagster_type(schema).metadata["schema"].schema}
+    return {"dagster/column_schema": _generated(schema).metadata["schema"].schema}
