@@ -54,7 +54,9 @@ def surface_pictures(
     table["trade_date"] = pd.to_datetime(table["trade_date"])
 
     def describe(g: pd.DataFrame, day: pd.Timestamp) -> dict:
-        return {f"surface_{u}": png_markdown(png_of[(day, u)], f"{u} {day.date()}") for u in g["underlying_ticker"]}
+        return {"pictures": len(g), "underlyings": ", ".join(g["underlying_ticker"]),
+                "kilobytes": round(float(g["png_bytes"].sum()) / 1024, 1),
+                **{f"surface_{u}": png_markdown(png_of[(day, u)], f"{u} {day.date()}") for u in g["underlying_ticker"]}}
 
     per_partition_metadata(context, table, describe)
     yield dg.Output(table, metadata={"pictures": len(table), "underlyings": ", ".join(unds),
