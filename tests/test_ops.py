@@ -167,3 +167,10 @@ def test_partitioned_downstream_assets_follow_their_parents() -> None:
     assert summary is not None and "30 22 * * 1-5" in str(summary)  # on_cron, every session evening
     names = {s.name for s in defs.get_repository_def().sensor_defs}
     assert "default_automation_condition_sensor" in names
+
+
+def test_daily_job_draws_the_days_surface_pictures() -> None:
+    job = defs.resolve_job_def("daily_market_job")
+    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert {"raw_quotes", "iv_surface", "option_features", "surface_pictures"} <= keys
+    assert "surface_summary" not in keys  # unpartitioned: on_cron
