@@ -144,7 +144,7 @@ def plot_surface_thumbnail(
     ax_l.set_ylabel("IV (%)", fontsize=8)
     ax_l.tick_params(labelsize=7)
     ax_l.grid(alpha=0.3)
-    if len(p):
+    if (p["status"] == "ok").any():  # the fitted curves carry the labels
         ax_l.legend(fontsize=6, loc="upper center", ncol=min(len(p), 6), frameon=False, handlelength=1)
     if len(g):
         tenors, deltas = sorted(g["tenor_days"].unique()), sorted(g["delta"].unique())
