@@ -80,7 +80,14 @@ class Browser:
         """Poll ``expression`` until it is truthy; its value (the last falsy one raises TimeoutError)."""
         deadline = time.monotonic() + timeout
         while True:
-            value = self.js(expression)
+            try:
+                value = self.js(expression)
+            except RuntimeError as exc:  # the page is between documents (navigating): not there yet
+                value = f"error: {exc}"
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(every)
+                continue
             if value:
                 return value
             if time.monotonic() > deadline:
