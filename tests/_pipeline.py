@@ -25,6 +25,7 @@ def run_sample_pipeline(root: Path, seed: int, n_days: int = 8, log_level: str =
     from b3quant_assets.defs.analytics.resources import RatesSource
     from b3quant_assets.defs.ingestion.definitions import defs as ingestion_defs
     from b3quant_assets.defs.ingestion.resources import CotahistFiles
+    from b3quant_assets.defs.ops.assets import surface_pictures, surface_summary
     from b3quant_assets.defs.shared.resources import duckdb_io_manager
     from b3quant_assets.demo import run_demo
 
@@ -32,7 +33,7 @@ def run_sample_pipeline(root: Path, seed: int, n_days: int = 8, log_level: str =
     manifest = generate_sample_market(root / "landing", cfg)
     db, landing = root / "market.duckdb", str(root / "landing")
     defs = dg.Definitions(
-        assets=[*ingestion_defs.assets, *analytics_defs.assets],
+        assets=[*ingestion_defs.assets, *analytics_defs.assets, surface_pictures, surface_summary],
         resources={
             "io_manager": duckdb_io_manager(str(db)),
             "cotahist_files": CotahistFiles(landing_dir=landing),

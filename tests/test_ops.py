@@ -155,7 +155,7 @@ def test_failure_sensor_is_registered_and_running_by_default() -> None:
 def test_partitioned_downstream_assets_follow_their_parents() -> None:
     graph = defs.resolve_asset_graph()
     followers = {"option_quotes", "underlying_quotes", "quote_rejects", "risk_free_rate", "option_iv", "iv_surface",
-                 "surface_arbitrage", "surface_grid_points", "option_features"}
+                 "surface_arbitrage", "surface_grid_points", "option_features", "surface_pictures"}
     for name in followers:
         cond = graph.get(dg.AssetKey(name)).automation_condition
         assert cond is not None, name
@@ -163,5 +163,14 @@ def test_partitioned_downstream_assets_follow_their_parents() -> None:
         assert graph.get(dg.AssetKey(name)).partitions_def is not None
     for root in ("raw_quotes", "cotahist_quarantine", "training_set"):  # started by schedules, sensors, backfills
         assert graph.get(dg.AssetKey(root)).automation_condition is None, root
+    summary = graph.get(dg.AssetKey("surface_summary")).automation_condition
+    assert summary is not None and "30 22 * * 1-5" in str(summary)  # on_cron, every session evening
     names = {s.name for s in defs.get_repository_def().sensor_defs}
     assert "default_automation_condition_sensor" in names
+
+
+def test_daily_job_draws_the_days_surface_pictures() -> None:
+    job = defs.resolve_job_def("daily_market_job")
+    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert {"raw_quotes", "iv_surface", "option_features", "surface_pictures"} <= keys
+    assert "surface_summary" not in keys  # unpartitioned: on_cron

@@ -86,3 +86,33 @@ def test_each_partition_of_a_range_run_describes_its_own_day(run: SampleRun) -> 
         assert iv_meta[day]["dagster/partition_row_count"].value == iv[day][0]
         assert g_meta[day]["points"].value == grid[day][0] == 2 * 5 * 5
         assert g_meta[day]["extrapolated_share"].value == pytest.approx(grid[day][1], abs=1e-4)
+
+
+def test_every_day_has_inline_surface_pictures_and_the_summary_its_series(run: SampleRun) -> None:
+    import base64
+    import os
+
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(run.db.parent / "dh")))
+    recs = instance.fetch_materializations(dg.AssetKey("surface_pictures"), limit=100).records
+    assert len(recs) == 8  # every day of the range run browsable
+    for r in recs:
+        meta = r.asset_materialization.metadata
+        assert {"surface_PETR4", "surface_VALE3"} <= set(meta), set(meta)
+        md = meta["surface_PETR4"].value
+        assert md.startswith(f"![PETR4 {r.asset_materialization.partition}](data:image/png;base64,")
+        png = base64.b64decode(md.split("base64,")[1].rstrip(")"))
+        assert png[:4] == b"\x89PNG" and len(png) < 60_000  # small enough to inline for every day
+    with duckdb.connect(str(run.db), read_only=True) as con:
+        pics = con.execute("SELECT * FROM b3.surface_pictures").fetchdf()
+        summary = con.execute("SELECT * FROM b3.surface_summary").fetchdf()
+    assert len(pics) == 8 * 2 and not pics["picture"].str.startswith("/").any()  # relative to B3Q_DATA_DIR
+    assert (pics["png_bytes"] > 0).all()
+    data = os.environ["B3Q_DATA_DIR"]
+    assert all(os.path.exists(os.path.join(data, p)) for p in pics["picture"])
+    assert len(summary) == 8 * 2 and summary["atm_iv"].between(5, 150).all()
+    assert summary[["skew_25d", "term_slope", "fit_rmse"]].notna().all().all()
+    (mat,) = instance.fetch_materializations(dg.AssetKey("surface_summary"), limit=1).records
+    assert "data:image/png;base64," in mat.asset_materialization.metadata["time_series"].value

@@ -15,6 +15,7 @@ from ..shared.checks import (
 )
 from ..shared.metadata import per_partition_metadata, rounded
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
+from ..shared.types import column_schema, table_type
 from .resources import RatesSource
 
 GROUP = "analytics"
@@ -23,7 +24,8 @@ GROUP = "analytics"
 @dg.asset(
     partitions_def=trading_day_partitions,
     backfill_policy=single_run_backfill,
-    metadata={"partition_expr": "trade_date"},
+    metadata={"partition_expr": "trade_date", **column_schema(schemas.RISK_FREE_RATE)},
+    dagster_type=table_type("risk_free_rate", schemas.RISK_FREE_RATE),
     check_specs=[pandera_check_spec("risk_free_rate")],
     group_name=GROUP,
     compute_kind="pandas",
@@ -52,7 +54,8 @@ def risk_free_rate(context: dg.AssetExecutionContext, rates_source: RatesSource)
 @dg.asset(
     partitions_def=trading_day_partitions,
     backfill_policy=single_run_backfill,
-    metadata={"partition_expr": "trade_date"},
+    metadata={"partition_expr": "trade_date", **column_schema(schemas.OPTION_IV)},
+    dagster_type=table_type("option_iv", schemas.OPTION_IV),
     check_specs=[
         pandera_check_spec("option_iv"),
         days_complete_spec("option_iv", "every_day_has_valid_ivs", "options with a valid IV"),

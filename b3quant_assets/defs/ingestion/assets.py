@@ -15,6 +15,7 @@ from ..shared.checks import (
 )
 from ..shared.metadata import per_partition_metadata
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
+from ..shared.types import column_schema, table_type
 from .resources import CotahistFiles
 
 GROUP = "ingestion"
@@ -23,11 +24,13 @@ GROUP = "ingestion"
 @dg.multi_asset(
     outs={
         "raw_quotes": dg.AssetOut(
-            metadata={"partition_expr": "trade_date"},
+            metadata={"partition_expr": "trade_date", **column_schema(schemas.RAW_QUOTES)},
+            dagster_type=table_type("raw_quotes", schemas.RAW_QUOTES),
             description="Every COTAHIST quote record (type 01) of the day, typed, prices per unit.",
         ),
         "cotahist_quarantine": dg.AssetOut(
-            metadata={"partition_expr": "partition_date"},
+            metadata={"partition_expr": "partition_date", **column_schema(schemas.QUARANTINE)},
+            dagster_type=table_type("cotahist_quarantine", schemas.QUARANTINE),
             description="COTAHIST lines that could not be parsed: file, line number, raw text, reason.",
         ),
     },
@@ -108,15 +111,18 @@ def raw_quotes(context: dg.AssetExecutionContext, cotahist_files: CotahistFiles)
 @dg.multi_asset(
     outs={
         "option_quotes": dg.AssetOut(
-            metadata={"partition_expr": "trade_date"},
+            metadata={"partition_expr": "trade_date", **column_schema(schemas.OPTION_QUOTES)},
+            dagster_type=table_type("option_quotes", schemas.OPTION_QUOTES),
             description="Stock/ETF/index options (070/080) with type, strike, expiry and underlying ISIN.",
         ),
         "underlying_quotes": dg.AssetOut(
-            metadata={"partition_expr": "trade_date"},
+            metadata={"partition_expr": "trade_date", **column_schema(schemas.UNDERLYING_QUOTES)},
+            dagster_type=table_type("underlying_quotes", schemas.UNDERLYING_QUOTES),
             description="Cash-market quotes (010), one row per ISIN and day.",
         ),
         "quote_rejects": dg.AssetOut(
-            metadata={"partition_expr": "trade_date"},
+            metadata={"partition_expr": "trade_date", **column_schema(schemas.QUOTE_REJECTS)},
+            dagster_type=table_type("quote_rejects", schemas.QUOTE_REJECTS),
             description="Quotes that broke a business rule while cleaning, with the rule.",
         ),
     },

@@ -22,6 +22,7 @@ from ..ingestion.resources import CotahistFiles
 from ..shared.checks import pandera_check_result, pandera_check_spec, png_markdown, table_preview
 from ..shared.metadata import per_partition_metadata
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
+from ..shared.types import column_schema, table_type
 from .resources import MlflowTracking, model_store_dir
 
 GROUP = "models"
@@ -32,7 +33,8 @@ HISTORY = dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_SESSIONS)
 @dg.asset(
     partitions_def=trading_day_partitions,
     backfill_policy=single_run_backfill,
-    metadata={"partition_expr": "trade_date"},
+    metadata={"partition_expr": "trade_date", **column_schema(FEATURES_SCHEMA)},
+    dagster_type=table_type("option_features", FEATURES_SCHEMA),
     ins={
         "option_iv": dg.AssetIn(partition_mapping=HISTORY),
         "iv_surface": dg.AssetIn(partition_mapping=HISTORY),
@@ -327,6 +329,8 @@ def _predictions_asset(name: str, assets: list[str], schema):
         group_name=GROUP,
         ins={a: dg.AssetIn(a) for a in assets},
         check_specs=[pandera_check_spec(name)],
+        dagster_type=table_type(name, schema),
+        metadata=column_schema(schema),
         compute_kind="pandas",
         description="Out-of-fold (split='oof') and held-out test (split='test') forecasts of every "
         f"{'grid' if 'grid' in name else 'per-option'} model asset and the stacking ensemble, one row per model, "

@@ -15,7 +15,7 @@ import dagster as dg
 # weekly models' predictions, so they are left to their own runs.)
 FOLLOWERS = (
     dg.AssetSelection.groups("ingestion", "analytics") - dg.AssetSelection.assets("raw_quotes", "cotahist_quarantine")
-) | dg.AssetSelection.assets("option_features")
+) | dg.AssetSelection.assets("option_features", "surface_pictures")
 
 # eager(): the latest partition is requested once any parent partition it reads was updated and none is
 # missing or in progress; a blocking check failing upstream (the pandera schemas) holds it back.
