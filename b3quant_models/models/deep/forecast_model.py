@@ -203,6 +203,14 @@ class DeepGridModel(ForecastModel):
             out[ok] = np.where(np.isfinite(v), v, 0.0)
         return out
 
+    def to_device(self, spec: str = "cuda") -> None:
+        """Run inference on ``spec`` ("cuda", "cuda:N", "cpu"); an explicit CUDA device without CUDA is an error."""
+        from b3quant_models.models.deep.engine import resolve_device
+
+        if self.net_model is None or self.net_model.net is None:
+            raise RuntimeError(f"{self.name}: not fitted")
+        self.net_model.net.to(resolve_device(spec))
+
     def learning_curves(self) -> dict[str, list[float]]:
         h = self.net_model.history if self.net_model is not None else None
         if h is None:

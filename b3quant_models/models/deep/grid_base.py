@@ -145,8 +145,9 @@ class GridForecaster:
         self._check(s)
         t = self.tensors(s)
         self.net.eval()
-        out = self.net(t["seq"], t["head"]).view_as(t["dy"])
-        return out.double().numpy() / VOL_PTS
+        dev = next(self.net.parameters()).device  # CPU, or the GPU a server placed the network on
+        out = self.net(t["seq"].to(dev), t["head"].to(dev)).view_as(t["dy"])
+        return out.double().cpu().numpy() / VOL_PTS
 
     def predict(self, s: GridSequences) -> np.ndarray:
         """Next-day IV grid (n, T, D) = today's grid + predicted change."""
