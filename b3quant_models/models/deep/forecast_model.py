@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from b3quant_models.features.history import GRID_SERIES_KEY
 from b3quant_models.models.base import ANCHOR, ForecastModel
 from b3quant_models.models.deep.data import DEFAULT_EXTRA_COLUMNS, FILL_LEVEL, GridSequences
 from b3quant_models.models.deep.engine import FitConfig, torch_versions
@@ -51,7 +52,7 @@ def _ffill_window(iv: np.ndarray) -> np.ndarray:
     for j in range(1, out.shape[1]):
         gap = ~np.isfinite(out[:, j])
         out[:, j][gap] = out[:, j - 1][gap]
-    flat = out.reshape(out.shape[0], out.shape[1], -1)
+    flat = out.reshape(*out.shape[:2], int(np.prod(out.shape[2:])))
     seen = np.isfinite(flat)
     cnt = seen.sum(axis=2)
     mean = np.where(cnt > 0, np.where(seen, flat, 0.0).sum(axis=2) / np.maximum(cnt, 1), FILL_LEVEL)
@@ -101,6 +102,9 @@ class DeepGridModel(ForecastModel):
         if history is None:
             raise ValueError(f"{self.name} needs the grid history (grid dataset history or SeriesHistory.with_grid)")
         grid = history.grid if history.grid is not None else history
+        if grid.key != GRID_SERIES_KEY:
+            raise ValueError(f"{self.name} forecasts through the surface grid: pass the grid dataset's history, or "
+                             "attach it to the option history (SeriesHistory.with_grid(grid_history(...)))")
         panel_days = grid.panel[["underlying_ticker", "trade_date"]].drop_duplicates()
         keys = X[["underlying_ticker", "trade_date"]].copy()
         keys["trade_date"] = pd.to_datetime(keys["trade_date"]).astype("datetime64[ns]")
