@@ -97,3 +97,21 @@ def test_per_option_through_the_grid_is_deterministic_and_falls_back_to_persiste
     # the per-option model needs the grid history attached
     with pytest.raises(ValueError, match="grid"):
         a.predict(ds.frame.head(3), history=ds.history.with_grid(None))
+
+
+def test_gpu_inference_matches_cpu_where_cuda_exists(grid_ds) -> None:
+    """The service's B3Q_BENTO_GPU path (``place_on_gpu`` -> ``to_device``): same forecasts on the GPU; without
+    CUDA an explicit device is an error, not a silent CPU fallback."""
+    import torch
+
+    from bento.forecast import place_on_gpu
+
+    ds = grid_ds
+    m = make_model("gru", TINY).fit(ds.frame, ds.target, history=ds.history)
+    cpu = m.predict(ds.frame, history=ds.history)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            place_on_gpu(m)
+        return
+    assert place_on_gpu(m) == ["gru"]
+    np.testing.assert_allclose(m.predict(ds.frame, history=ds.history), cpu, rtol=0, atol=1e-6)

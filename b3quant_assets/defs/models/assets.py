@@ -134,7 +134,8 @@ def grid_training_set(
 def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: TrainingConfig, ds: TrainingDataset,
            mlflow, params: dict | None = None):
     """Train registry model ``kind``; ``name`` labels the run, the saved model, the comparison and prediction rows."""
-    context.log.info(f"tuning {name}: {config.n_trials} Optuna trials (timeout {config.timeout_s:.0f} s)")
+    context.log.info(f"tuning {name}: {config.n_trials} Optuna trials (timeout {config.timeout_s:.0f} s)"
+                     if config.n_trials else f"training {name} with fixed params {params or {}} (not tuned)")
     res = train_model(
         ds, kind, n_trials=config.n_trials, timeout=config.timeout_s, seed=config.seed,
         n_folds=config.n_folds, test_days=config.test_days, val_days=config.val_days, purge_days=config.purge_days,
