@@ -102,7 +102,8 @@ def test_regression_metrics_hand_case():
 
 # ----------------------------------------------------------------------------------------------- models
 def test_registry_and_interface():
-    assert set(MODEL_REGISTRY) == {"persistence", "xgboost", "lightgbm", "series_ar"}
+    assert set(MODEL_REGISTRY) == {"persistence", "xgboost", "lightgbm", "series_ar", "lstm", "gru", "pinn",
+                                   "stacking_ensemble"}
     assert all(issubclass(c, ForecastModel) for c in MODEL_REGISTRY.values())
     with pytest.raises(KeyError, match="unknown model"):
         make_model("nope")
