@@ -13,11 +13,47 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 from b3quant_models import settings
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: printed as one line on stderr, exit status 2 (no traceback)."""
+
+
+# A DuckDB table name: it is put into SQL (and into its staging tables' names), so nothing but a plain
+# identifier is accepted (`--table "x; DROP TABLE raw_quotes; --"` would otherwise run the DROP).
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def table_name(value: str) -> str:
+    """argparse type of ``--table``: a plain SQL identifier (letters, digits, ``_``; in the main schema)."""
+    if not _IDENTIFIER.match(value):
+        raise argparse.ArgumentTypeError(
+            f"invalid table name {value[:80]!r}: use letters, digits and '_', not starting with a digit"
+        )
+    return value
+
+
+def _input_file(path: str) -> Path:
+    """A file to read: a missing path or a directory is the user's mistake, not a traceback."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{path}: no such file")
+    if p.is_dir():
+        raise UserError(f"{path}: is a directory; give a COTAHIST file (.TXT or .ZIP)")
+    return p
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (``b3q load: error: ...``), exit status 2 as before."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _progress(label: str):
@@ -55,11 +91,18 @@ def _sample_config(args: argparse.Namespace):
     kwargs = {"seed": args.seed, "n_days": args.days}
     if args.underlyings is not None:
         if not 1 <= args.underlyings <= len(DEFAULT_UNDERLYINGS):
-            raise SystemExit(f"--underlyings must be between 1 and {len(DEFAULT_UNDERLYINGS)}")
+            raise UserError(f"--underlyings must be between 1 and {len(DEFAULT_UNDERLYINGS)}")
         kwargs["underlyings"] = tuple(DEFAULT_UNDERLYINGS[: args.underlyings])
     if args.start:
-        kwargs["start"] = dt.date.fromisoformat(args.start)
+        kwargs["start"] = _date("--start", args.start)
     return SampleMarketConfig(**kwargs)
+
+
+def _date(flag: str, value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{flag} {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def cmd_sample_market(args: argparse.Namespace) -> int:
@@ -78,7 +121,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 
     from b3quant_models.cotahist import read_cotahist_with_quarantine
 
-    res = read_cotahist_with_quarantine(args.file)
+    res = read_cotahist_with_quarantine(_input_file(args.file))
     q = res.quotes
     print(f"{res.file}: {len(q):,} quotes, {len(res.quarantine)} quarantined, trailer count {res.trailer_count}")
     print(q["market_type"].value_counts().rename_axis("market_type").to_frame("rows").T.to_string())
@@ -95,9 +138,16 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     from b3quant_models.storage import load_cotahist_into_duckdb
 
+    src = _input_file(args.file)
+    if Path(args.db).is_dir():
+        raise UserError(f"--db {args.db}: is a directory; give a DuckDB file path")
     t = time.perf_counter()
-    with duckdb.connect(args.db) as con:
-        n, nq = load_cotahist_into_duckdb(args.file, con, table=args.table)
+    try:
+        con = duckdb.connect(args.db)
+    except duckdb.Error as e:
+        raise UserError(f"--db {args.db}: cannot open the DuckDB file: {str(e).splitlines()[0]}") from None
+    with con:
+        n, nq = load_cotahist_into_duckdb(src, con, table=args.table)
     print(f"loaded {n:,} quotes ({nq} quarantined) into {args.db}:{args.table} in {time.perf_counter() - t:.1f} s")
     return 0
 
@@ -113,40 +163,78 @@ def _print_summary(summary, data: Path) -> None:
     )
 
 
+def session_blocks(days: list[dt.date], all_sessions) -> list[tuple[dt.date, dt.date]]:
+    """``days`` as runs of consecutive B3 sessions: one Dagster range run each (a range run covers
+    every session between its ends, so scattered days go in several runs)."""
+    index = {d: i for i, d in enumerate(all_sessions)}
+    blocks: list[list[dt.date]] = []
+    for d in days:
+        if blocks and index[d] == index[blocks[-1][-1]] + 1:
+            blocks[-1].append(d)
+        else:
+            blocks.append([d])
+    return [(b[0], b[-1]) for b in blocks]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Real sessions from the landing folder (B3's files downloaded for missing days unless offline)."""
     data = _set_env(args.data_dir, offline=args.offline)
+    # Before the partitions are declared (on import): they start at the folder's first session.
+    settings.record_sessions(dt.date.fromisoformat(args.start))
     from b3quant_assets.defs.shared.partitions import trading_day_partitions
     from b3quant_assets.defs.shared.resources import default_landing_dir, offline
     from b3quant_models.calendar import sessions
     from b3quant_models.sources.cotahist_download import find_landing_file
     from b3quant_models.sources.rates import RATES_FILE_NAMES, landing_rates_files
 
-    start = dt.date.fromisoformat(args.start)
-    end = dt.date.fromisoformat(args.end or args.start)
+    start = _date("--start", args.start)
+    end = _date("--end", args.end or args.start)
+    from b3quant_assets.defs.shared.partitions import PARTITIONS_START
+
+    if start < PARTITIONS_START:
+        raise UserError(f"--start {start} is before the first partition {PARTITIONS_START} (B3Q_FIRST_SESSION)")
     keys = set(trading_day_partitions.get_partition_keys())
     days = [d for d in sessions(start, end) if str(d) in keys]
     if not days:
-        raise SystemExit(f"no B3 session between {start} and {end}")
+        raise UserError(f"no B3 session between {start} and {end}")
     landing = Path(default_landing_dir())
     missing = [d for d in days if find_landing_file(landing, d) is None]
+    if args.landed:
+        days = [d for d in days if d not in set(missing)]
+        if not days:
+            raise UserError(f"no COTAHIST file in {landing} for a session between {start} and {end}")
+        missing = []
     if offline():
         if missing:
             shown = ", ".join(map(str, missing[:10])) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
-            raise SystemExit(
+            raise UserError(
                 f"offline and {len(missing)} of {len(days)} sessions have no COTAHIST file in {landing}: {shown}. "
                 "Copy B3's COTAHIST_DddmmYYYY.TXT/.ZIP there, or run without --offline to download them."
             )
         if not landing_rates_files(landing):
-            raise SystemExit(f"offline and no rates file in {landing}: add one of {', '.join(RATES_FILE_NAMES)}")
+            raise UserError(f"offline and no rates file in {landing}: add one of {', '.join(RATES_FILE_NAMES)}")
+        from b3quant_models.sources.rates import RateError, rates_for_days, read_landing_rates
+
+        try:  # before any step runs: a missing rate would fail risk_free_rate after ingestion
+            rates_for_days(read_landing_rates(landing), days)
+        except RateError as e:
+            raise UserError(f"offline and {e}") from None
     t0 = time.perf_counter()
     what = "every partitioned asset" + (" and the models" if args.models else "")
-    print(f"[1/1] materializing {what} for {len(days)} sessions {days[0]}..{days[-1]} from {landing}")
+    blocks = session_blocks(days, sessions(start, end))
+    print(f"materializing {what} for {len(days)} sessions {days[0]}..{days[-1]} from {landing}")
     if missing:
         print(f"      {len(missing)} session(s) not in the landing folder will be downloaded from B3")
-    from b3quant_assets.demo import run_demo
+    from b3quant_assets.demo import merge_summaries, run_demo
 
-    summary = run_demo(days[0], days[-1], log_level=args.log_level, models=args.models)
+    summaries = []
+    for i, (a, b) in enumerate(blocks, 1):
+        last = i == len(blocks)
+        print(f"[{i}/{len(blocks)}] sessions {a}..{b}" + (" and the models" if args.models and last else ""))
+        summaries.append(run_demo(a, b, log_level=args.log_level, models=args.models and last))
+        if not summaries[-1].ok:
+            break
+    summary = merge_summaries(summaries)
     _print_summary(summary, data)
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0 if summary.ok else 1
@@ -172,6 +260,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         manifest = SampleMarketManifest.load(landing)
         print(f"[1/2] sample market already in {landing} (seed {config.seed}); use --fresh to regenerate")
     first, last = manifest.start, manifest.end
+    # The partitions (declared when the code location loads, here and in `dagster dev`) cover this market only.
+    settings.record_sessions(first, last, widen=False)
 
     from b3quant_assets.demo import run_demo
 
@@ -187,8 +277,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="b3q", description="b3quant-ml: B3 options data platform")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = _Parser(prog="b3q", description="b3quant-ml: B3 options data platform")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def market_opts(p: argparse.ArgumentParser, days: int) -> None:
         p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
@@ -213,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--end", default=None, help="last session, YYYY-MM-DD (default: --start)")
     ru.add_argument("--models", action="store_true", help="also train, compare and promote the models")
     ru.add_argument("--offline", action="store_true", help="never download: every file must be in the landing folder")
+    ru.add_argument(
+        "--landed",
+        action="store_true",
+        help="only the sessions of the range whose file is in the landing folder (scattered days: one run per "
+        "block of consecutive sessions); no COTAHIST file is downloaded",
+    )
     ru.add_argument("--data-dir", default=None, help="data folder (default $B3Q_DATA_DIR or ./data)")
     ru.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO: one line per step)")
     ru.set_defaults(func=cmd_run)
@@ -232,14 +328,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lo.add_argument("file")
     lo.add_argument("--db", required=True)
-    lo.add_argument("--table", default="raw_quotes")
+    lo.add_argument("--table", default="raw_quotes", type=table_name,
+                    help="target table: letters, digits and _ (default raw_quotes)")
     lo.set_defaults(func=cmd_load)
     return ap
 
 
+_USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def _is_user_error(e: BaseException) -> bool:
+    if isinstance(e, (UserError, *_USER_OS_ERRORS)):
+        return True
+    reader = sys.modules.get("b3quant_models.cotahist.reader")  # not imported just to test (start-up)
+    return reader is not None and isinstance(e, reader.CotahistError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; the user's mistakes (a bad path, a file that is not COTAHIST, an impossible
+    range) are one line on stderr and exit status 2; anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as e:
+        if not _is_user_error(e):
+            raise
+        print(f"b3q {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

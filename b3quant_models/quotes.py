@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .calendar import calendar_bounds
 from .cotahist.layout import (
     BDI_INDEX_CALL,
     BDI_INDEX_PUT,
@@ -37,6 +38,7 @@ OPTION_COLUMNS = [
 ]  # fmt: skip
 
 REJECT_COLUMNS = ["trade_date", "ticker", "market_type", "table", "reason"]
+ISIN_LENGTH = 12
 
 
 @dataclass
@@ -65,7 +67,15 @@ def _price_rules(df: pd.DataFrame) -> dict[str, np.ndarray]:
         & ((df["close"].to_numpy() < lo - 1e-9) | (df["close"].to_numpy() > hi + 1e-9)),
         "negative or zero price on a traded row": traded & (lo <= 0),
         "best_bid > best_ask": (df["best_ask"].to_numpy() > 0) & (df["best_bid"].to_numpy() > df["best_ask"]),
+        # The option -> underlying link and the cash table's key: a blank or cut CODISI links nothing.
+        "ISIN (CODISI) not 12 characters": (df["isin"].str.len() != ISIN_LENGTH).to_numpy(),
     }
+
+
+def _less_traded_duplicates(df: pd.DataFrame, key: list[str]) -> pd.Series:
+    """Rows that repeat ``key`` of a more traded row (ties: the first ticker): one row per key is kept."""
+    ranked = df.sort_values(["volume", "ticker"], ascending=[False, True], kind="stable")
+    return ranked.duplicated(key, keep="first").reindex(df.index)
 
 
 def clean_quotes(raw: pd.DataFrame) -> CleanQuotes:
@@ -85,9 +95,7 @@ def clean_quotes(raw: pd.DataFrame) -> CleanQuotes:
     reason = _rule_failures(cash, _price_rules(cash))
     rejects.append(_rejects(cash[reason != ""], "underlying", reason[reason != ""]))
     cash = cash[reason == ""]
-    ranked = cash.sort_values(["volume", "ticker"], ascending=[False, True], kind="stable")
-    dup = ranked.duplicated(["trade_date", "isin"], keep="first")
-    dup = dup.reindex(cash.index)
+    dup = _less_traded_duplicates(cash, ["trade_date", "isin"])
     if dup.any():
         rejects.append(
             _rejects(cash[dup], "underlying", "duplicate cash row for the same ISIN and day (less traded)")
@@ -99,9 +107,15 @@ def clean_quotes(raw: pd.DataFrame) -> CleanQuotes:
     rules["non-positive strike (PREEXE)"] = opt["strike"].to_numpy() <= 0
     rules["missing or impossible expiry (DATVEN)"] = opt["expiry"].isna().to_numpy()
     rules["expiry before trade date"] = (opt["expiry"] < opt["trade_date"]).to_numpy()
+    last = calendar_bounds()[1]  # business days to a later expiry cannot be counted
+    rules[f"expiry after the B3 calendar's last session ({last})"] = (opt["expiry"] > pd.Timestamp(last)).to_numpy()
     reason = _rule_failures(opt, rules)
     rejects.append(_rejects(opt[reason != ""], "option", reason[reason != ""]))
     opt = opt[reason == ""]
+    dup = _less_traded_duplicates(opt, ["trade_date", "ticker"])
+    if dup.any():  # a ticker names one series a day; a repeated record is a defect of the file
+        rejects.append(_rejects(opt[dup], "option", "duplicate option row for the same ticker and day (less traded)"))
+        opt = opt[~dup]
     opt["option_type"] = np.where(opt["market_type"] == MARKET_CALL, "call", "put")
     opt["underlying_isin"] = opt["isin"]
     opt["is_index_option"] = opt["bdi_code"].isin([BDI_INDEX_CALL, BDI_INDEX_PUT])

@@ -50,9 +50,9 @@ RAW_QUOTES = pa.DataFrameSchema(
         "isin": Column(str),
         "distribution": Column("int64", _NONNEG),
     },
-    checks=[_high_ge_low],
-    # Term-market (030) rows repeat a ticker once per term (PRAZOT), so the term is part of the key.
-    unique=["trade_date", "ticker", "market_type", "forward_days"],
+    # What must hold for records as read (types, digits, ranges). Business rules (high >= low, one row
+    # per instrument) are the cleaning's: a real file that breaks one loses that row to quote_rejects,
+    # not the day to a blocking check.
     strict=True,
     ordered=True,
     name="raw_quotes",

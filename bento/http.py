@@ -99,6 +99,8 @@ class Guard:
         self.app = app
         self.max_body = MAX_BODY_BYTES if max_body is None else max_body
         self.token = token if token is not None else os.environ.get("B3Q_BENTO_TOKEN") or None
+        if app is not None:  # wrapping a real app: BentoML's server is being built
+            _route_exception_logging()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -215,10 +217,22 @@ def log_exception(request: Any, exc_info: Any = True) -> None:
 
 
 def install(service: Any) -> None:
-    """Add ``Guard`` to ``service`` and route BentoML's exception logging through ``log_exception``."""
+    """Add ``Guard`` to ``service``; BentoML's exception logging is routed through ``log_exception`` when the
+    first ``Guard`` is built (in the server worker, where BentoML's app module is loaded anyway: importing it
+    here would cost ``import bento.service`` aiohttp, circus and zmq, about a third of its start-up)."""
+    service.add_asgi_middleware(Guard)
+
+
+_patched = False
+
+
+def _route_exception_logging() -> None:
+    global _patched
+    if _patched:
+        return
+    _patched = True
     import _bentoml_impl.server.app as bentoml_app
 
-    service.add_asgi_middleware(Guard)
     if hasattr(bentoml_app, "log_exception"):
         bentoml_app.log_exception = log_exception
     else:  # a BentoML upgrade moved it: requests still work, only the log noise returns

@@ -19,12 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import duckdb
 import pandas as pd
 
 from b3quant_models import settings
+
+if TYPE_CHECKING:  # duckdb is imported on first use: `import bento.service` stays light (issue 9)
+    import duckdb
 
 CACHE_ENTRIES = 6  # the snapshot plus a few days' predict_iv contexts
 RETRY_LOCKED_S = 1.0  # while a writer holds the file, retry a reload at most this often
@@ -82,6 +84,8 @@ class MarketStore:
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if not self.path.is_file():
             raise StoreUnavailable(f"DuckDB file not found at {self.path} (set B3Q_DUCKDB_PATH)")
+        import duckdb
+
         try:
             return duckdb.connect(str(self.path), read_only=True)
         except duckdb.Error as e:
@@ -220,6 +224,8 @@ class MarketStore:
 
 
 def _run(con: duckdb.DuckDBPyConnection, path: Path, sql: str, params: Iterable[object]) -> pd.DataFrame:
+    import duckdb
+
     try:
         return con.execute(sql, list(params)).fetchdf()
     except duckdb.CatalogException as e:

@@ -132,6 +132,8 @@ def test_code_location_defers_heavy_libraries() -> None:
 
 
 def test_service_module_defers_heavy_libraries() -> None:
-    """The service imports numba (the IV solver, compiled in ``__init__``), scipy and pandera when used."""
-    heavy = (*HEAVY, "mlflow", "dagster", "sklearn", "bcb", "numba", "scipy", "pandera", "exchange_calendars")
+    """The service imports numba (the IV solver, compiled in ``__init__``), scipy and pandera when used, duckdb on
+    the first read, and BentoML's server app (aiohttp, circus, zmq) only where the server builds it."""
+    heavy = (*HEAVY, "mlflow", "dagster", "sklearn", "bcb", "numba", "scipy", "pandera", "exchange_calendars",
+             "duckdb", "_bentoml_impl.server.app", "aiohttp", "circus", "zmq")
     assert _loaded_after("import bento.service", heavy) == []

@@ -57,7 +57,7 @@ def test_straddle_held_to_expiry_settles_at_intrinsic_under_b3_rules(final_spot,
     spots = [10, 10.2, 9.9, 10.1, 10.3, 10.4, final_spot]
     m = chain(DAYS, spots, [0.3] * 7)
     sig = m[m["trade_date"] == DAYS[0]].assign(forecast=lambda x: x["iv"] + 0.02)
-    cfg = StrategyConfig(hold_days=30, min_bdays=1, option_lot=1, stock_lot=1, hedge=False)
+    cfg = StrategyConfig(hold_days=30, min_bdays=1, option_lot=1, stock_lot=1, hedge=False, min_edge_over_cost=0)
     costs = CostModel(option_fee_bps=10.0, stock_fee_bps=3.0, stock_half_spread_bps=2.0)
     res = run_backtest(prepare_market(m, spots_frame(DAYS, spots)), sig, cfg, costs)
 
@@ -85,7 +85,8 @@ def test_one_day_of_delta_hedging_with_empty_book_hand_computed():
     days, spots, ivs = DAYS[:2], [10.0, 10.2], [0.30, 0.32]
     m = chain(days, spots, ivs, book=False)
     sig = m[(m["trade_date"] == days[0]) & (m["option_type"] == "call")].assign(forecast=lambda x: x["iv"] + 0.02)
-    cfg = StrategyConfig(instrument="option", hold_days=1, min_bdays=1, option_lot=1, stock_lot=1)
+    cfg = StrategyConfig(instrument="option", hold_days=1, min_bdays=1, option_lot=1, stock_lot=1,
+                         min_edge_over_cost=0)
     costs = CostModel(option_fee_bps=6.5, stock_fee_bps=3.0, stock_half_spread_bps=2.0, brokerage_per_order=1.0)
     res = run_backtest(prepare_market(m), sig, cfg, costs)
 
@@ -146,7 +147,7 @@ def _market(mkt):
 def test_attribution_adds_up_and_strategies_run_side_by_side(toy):
     mkt, preds = toy
     o, u = _market(mkt)
-    cfg = StrategyConfig(instrument="option", threshold=0.003, min_bdays=2)
+    cfg = StrategyConfig(instrument="option", threshold=0.003, min_bdays=2, min_edge_over_cost=0)
     cmp = compare_strategies(o, preds, mkt["truth"], config=cfg, underlyings=u)
     d = cmp.daily
     parts = d[["delta", "gamma", "vega", "theta", "residual"]].sum(axis=1)
@@ -165,7 +166,7 @@ def test_break_even_cost_multiple_zeroes_the_pnl(toy):
     mkt, preds = toy
     o, u = _market(mkt)
     mk = prepare_market(o, u)
-    cfg = StrategyConfig(instrument="option", threshold=0.003, min_bdays=2)
+    cfg = StrategyConfig(instrument="option", threshold=0.003, min_bdays=2, min_edge_over_cost=0)
     sig = Strategy("oracle", standard_strategies(preds)[-1].signal).signal(preds, mkt["truth"])
     res = run_backtest(mk, sig, cfg, CostModel())
     k = break_even_multiple(res.daily["gross"], res.daily["costs"])
@@ -186,7 +187,7 @@ def test_metrics_on_a_known_series():
 def test_lookahead_check_passes_honest_signals_and_catches_leaky_ones(toy):
     mkt, preds = toy
     o, u = _market(mkt)
-    cfg = StrategyConfig(instrument="option", threshold=0.003, min_bdays=2)
+    cfg = StrategyConfig(instrument="option", threshold=0.003, min_bdays=2, min_edge_over_cost=0)
 
     def leaky(p, truth=None):
         """Tomorrow's stored IV of the same series, read from the next row: a look-ahead bug."""
@@ -209,13 +210,16 @@ def test_a_partition_computed_from_a_warm_up_window_equals_the_full_run(toy):
     equal that day in a run over the whole history (positions live at most hold_days sessions)."""
     mkt, preds = toy
     o, u = _market(mkt)
-    cfg = StrategyConfig(instrument="option", threshold=0.003, min_bdays=2, hold_days=3)
+    cfg = StrategyConfig(instrument="option", threshold=0.003, min_bdays=2, hold_days=3, min_edge_over_cost=0)
     sig = model_signal("noisy_optimal")(preds)
     full = run_backtest(prepare_market(o, u), sig, cfg)
     days = np.sort(o["trade_date"].unique())
     day, start = days[30], days[30 - 5]
-    win = run_backtest(prepare_market(o[o["trade_date"] >= start], u[u["trade_date"] >= start]),
-                       sig[sig["trade_date"] >= start], cfg)  # fmt: skip
+    # the window ends at the day itself, as in a one-partition run: later sessions are not loaded
+    cut = (o["trade_date"] >= start) & (o["trade_date"] <= day)
+    ucut = (u["trade_date"] >= start) & (u["trade_date"] <= day)
+    win = run_backtest(prepare_market(o[cut], u[ucut]), sig[(sig["trade_date"] >= start) & (sig["trade_date"] <= day)],
+                       cfg)  # fmt: skip
     a = full.daily[full.daily["trade_date"] == day].drop(columns="strategy").reset_index(drop=True)
     b = win.daily[win.daily["trade_date"] == day].drop(columns="strategy").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
@@ -227,3 +231,20 @@ def test_a_partition_computed_from_a_warm_up_window_equals_the_full_run(toy):
 def test_bad_input_names_the_missing_columns():
     with pytest.raises(ValueError, match="missing column"):
         prepare_market(pd.DataFrame({"trade_date": [], "ticker": []}))
+
+
+def test_an_edge_that_does_not_pay_the_round_trip_is_not_traded():
+    """The cost gate: the same 2-vol-point view is traded on a tight book and skipped on a wide one."""
+    days, spots = DAYS[:2], [100.0, 102.0]  # ATM, vega about R$ 6 per unit per 1.00 of vol: the edge is R$ 0.12
+    tight = chain(days, spots, [0.30, 0.32], strikes=(100.0,))  # quoted 0.04 wide
+    wide = tight.assign(best_bid=tight["best_bid"] - 0.3, best_ask=tight["best_ask"] + 0.3)  # 0.64 wide
+    cfg = StrategyConfig(instrument="option", hold_days=1, min_bdays=1, option_lot=1, stock_lot=1)
+    for book, traded in ((tight, True), (wide, False)):
+        sig = book[book["trade_date"] == days[0]].assign(forecast=lambda x: x["iv"] + 0.02)
+        res = run_backtest(prepare_market(book), sig, cfg, NO_FEES)
+        q = res.legs.set_index("ticker") if len(res.legs) else None
+        assert (q is not None) is traded
+        # the rule, by hand: |edge| x vega against the quoted spread
+        d0 = book[book["trade_date"] == days[0]]
+        pays = (0.02 * d0["vega"] >= d0["best_ask"] - d0["best_bid"]).all()
+        assert bool(pays) == traded

@@ -58,7 +58,7 @@ def _write_inputs(db: Path) -> tuple[pd.Timestamp, pd.Timestamp]:
 def _resources(db: Path, tmp: Path) -> dict:
     return {
         "io_manager": duckdb_io_manager(str(db)),
-        "backtest_settings": BacktestSettings(threshold=0.003, min_bdays=2),
+        "backtest_settings": BacktestSettings(threshold=0.003, min_bdays=2, min_edge_over_cost=0),
         "cotahist_files": CotahistFiles(landing_dir=str(tmp / "landing")),
         "mlflow": MlflowTracking(tracking_uri=local_tracking_uri(tmp / "mlflow"), experiment="bt-test"),
     }
@@ -98,3 +98,27 @@ def test_summary_pictures_mlflow_and_lookahead_check(backfilled, monkeypatch):
     run = mlflow.MlflowClient(local_tracking_uri(tmp / "mlflow")).get_run(mat.metadata["mlflow_run_id"].value)
     assert "test_straddle.toy_model.sharpe" in run.data.metrics
 
+
+
+def test_a_day_materialized_alone_equals_that_day_in_the_range_backfill(backfilled):
+    """Carried positions through Dagster: one partition run on its own (its warm-up window loaded by the
+    partition mapping) writes the same P&L and positions as the whole-range backfill wrote for that day."""
+    tmp, db, _, _ = backfilled
+    with duckdb.connect(str(db), read_only=True) as con:
+        days = [d for (d,) in con.execute(
+            "SELECT DISTINCT trade_date FROM b3.backtest_daily_pnl WHERE n_positions > 0 ORDER BY 1").fetchall()]
+    assert days, "the backfill traded on no day: nothing to compare"
+    day = pd.Timestamp(days[len(days) // 2])
+
+    def rows(table: str) -> pd.DataFrame:
+        with duckdb.connect(str(db), read_only=True) as con:
+            df = con.execute(f"SELECT * FROM b3.{table} WHERE trade_date = ?", [day.to_pydatetime()]).df()
+        keys = [c for c in ("strategy", "instrument", "kind", "ticker") if c in df.columns]
+        return df.sort_values(keys).reset_index(drop=True)
+
+    before = {t: rows(t) for t in ("backtest_daily_pnl", "backtest_positions")}
+    res = dg.materialize([*UPSTREAM, backtest_books], resources=_resources(db, tmp), partition_key=str(day.date()))
+    assert res.success
+    for table, expected in before.items():
+        assert len(expected), table
+        pd.testing.assert_frame_equal(rows(table), expected, check_dtype=False)

@@ -224,3 +224,20 @@ def test_corrupted_zip_member_names_the_file(real_daily_file: Path, tmp_path: Pa
     zpath.write_bytes(bytes(data))
     with pytest.raises(CotahistError, match=r"COTAHIST_D04012016\.ZIP"):
         read_cotahist(zpath)
+
+
+def test_header_errors_say_why(tmp_path: Path) -> None:
+    """Issue 13: a CR-only or BOM file was reported as "not a header", which sent users looking at the header."""
+    text = format_cotahist([format_quote_record(ROW)], DAY).encode("latin-1")
+    cases = {
+        "bom.TXT": (b"\xef\xbb\xbf" + text, "UTF-8 byte-order mark"),
+        "utf16.TXT": (b"\xff\xfe" + text, "UTF-16"),
+        "cr.TXT": (text.replace(b"\r\n", b"\r"), "CR only"),
+        "short.TXT": (text[:10] + text[11:], "header record is 244 characters"),
+    }
+    for name, (data, why) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CotahistError, match=why):
+            read_cotahist_with_quarantine(tmp_path / name)
+    with pytest.raises(CotahistError, match="is a directory"):
+        read_cotahist_with_quarantine(tmp_path)

@@ -25,6 +25,7 @@ from b3quant_assets.defs.models.assets import (
 )
 from b3quant_assets.defs.models.resources import MlflowTracking
 from b3quant_assets.defs.serving.assets import BentoModelStore, promoted_model
+from b3quant_models import settings
 from b3quant_models.features import (
     GRID_KEY_COLUMNS,
     build_grid_features,
@@ -129,13 +130,21 @@ def test_models_train_log_and_compare(
     run = client.get_run(out["mlflow_run_id"])
     assert run.data.tags["dagster_run_id"] == res.run_id
     assert any(k.startswith("test_") or k.startswith("rmse") for k in run.data.metrics)
-    model_dir = Path(out["model_dir"])
+    assert not Path(out["model_dir"]).is_absolute()  # stored relative to B3Q_DATA_DIR: the folder can move
+    model_dir = settings.resolve_data_path(out["model_dir"])
     assert (model_dir / "MODEL_CARD.md").read_text().strip()
     reloaded = load_model(model_dir)
     x = toy_training_set.head(50)
     assert reloaded.predict(x).shape == (50,)
     meta = res.asset_materializations_for_node("xgboost_model")[0].metadata
     assert "model_card" in meta and "test_metrics" in meta
+    assert meta["mlflow_run"].value.endswith(f"/runs/{out['mlflow_run_id']}")
+    assert meta["mlflow_model"].value == "models:/b3q-xgboost/1" and str(tmp_path) not in str(meta["model_dir"].value)
+    # every trained model is a registered MLflow model of its own name, in MLflow's training view
+    assert {m.name for m in client.search_registered_models()} == {"b3q-xgboost", "b3q-lightgbm", "b3q-series_ar",
+                                                                   "b3q-xgboost_grid"}
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 
     # Promotion: with an empty store the validation winner goes in, with its provenance; every per-option
     # model and the ensemble were candidates.
@@ -154,11 +163,20 @@ def test_models_train_log_and_compare(
         assert stored.info.metadata["mlflow_run_id"] == winner["mlflow_run_id"]
         assert stored.info.metadata["dagster_run_id"] == res.run_id
         assert stored.info.labels["model"] == decision["winner"]
+        bento_version = stored.info.metadata["mlflow_model_version"]
+
+    # ... and in the MLflow registry the winner's version is the champion and names the BentoML tag
+    champ = client.get_model_version_by_alias(f"b3q-{decision['winner']}", "champion")
+    assert champ.run_id == winner["mlflow_run_id"] and str(champ.version) == bento_version
+    assert champ.tags["bentoml_tag"] == decision["new_tag"] and champ.tags["dagster_run_id"] == res.run_id
+    pmeta = res.asset_materializations_for_node("promoted_model")[0].metadata
+    assert pmeta["dagster_run"].value == res.run_id and pmeta["mlflow_run_id"].value == winner["mlflow_run_id"]
+    assert pmeta["mlflow_alias"].value == f"models:/b3q-{decision['winner']}@champion"
 
     # The gate: the same model again is not better than production, so production is kept.
     candidates = {m: res.output_for_node(f"{m}_model") for m in ("xgboost", "lightgbm")}
     rows = toy_training_set[toy_training_set["trade_date"].between(winner["test_start"], winner["test_end"])]
-    again = decide(candidates, rows, load_model(winner["model_dir"]))
+    again = decide(candidates, rows, load_model(settings.resolve_data_path(winner["model_dir"])))
     assert not again["promote"] and "kept" in again["reason"]
     assert again["production_test_rmse_vol_pts"] == pytest.approx(again["winner_test_rmse_vol_pts"])
 
@@ -167,7 +185,7 @@ def test_models_train_log_and_compare(
     ds = dataset_from_frame(toy_training_set)
     first = decide(ar, rows, None, ds.history)
     assert first["promote"] and np.isfinite(first["winner_test_rmse_vol_pts"])
-    kept = decide(ar, rows, load_model(ar["series_ar"]["model_dir"]), ds.history)
+    kept = decide(ar, rows, load_model(settings.resolve_data_path(ar["series_ar"]["model_dir"])), ds.history)
     assert not kept["promote"]
 
 

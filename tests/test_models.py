@@ -279,7 +279,7 @@ def test_mlflow_run_contents(lgb_result, tmp_path, monkeypatch):
             yield from (walk(a.path) if a.is_dir else [a.path])
 
     arts = set(walk())
-    assert {"model_card.md", "model/metadata.json", "model/model.txt", "plots/shap_beeswarm.png",
+    assert {"model_card.md", "forecast_model/metadata.json", "forecast_model/model.txt", "plots/shap_beeswarm.png",
             "plots/test_rmse_by_date.png", "tuning/study_summary.json", "tables/metrics_table.csv"} <= arts
     assert run.info.artifact_uri.startswith((tmp_path / "tracking").resolve().as_uri())
     assert not (tmp_path / "mlruns").exists()

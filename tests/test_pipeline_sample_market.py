@@ -51,3 +51,38 @@ def test_surface_plots_are_attached_once_not_per_partition(run: SampleRun) -> No
     images = obs[0].asset_observation.metadata
     assert {"surface_PETR4", "surface_VALE3"} <= set(images)
     assert "data:image/png;base64," in images["surface_PETR4"].value
+
+
+def test_each_partition_of_a_range_run_describes_its_own_day(run: SampleRun) -> None:
+    """One range run materializes 8 days; each day's event carries that day's numbers, not the run's."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(run.db.parent / "dh")))
+
+    def by_day(asset: str) -> dict[str, dict]:
+        recs = instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
+        return {r.asset_materialization.partition: r.asset_materialization.metadata for r in recs}
+
+    with duckdb.connect(str(run.db), read_only=True) as con:
+        def counts(sql: str) -> dict[str, tuple]:
+            return {str(r[0]): r[1:] for r in con.execute(sql).fetchall()}
+
+        surf = counts("SELECT CAST(trade_date AS DATE), count(*), count(*) FILTER (status = 'ok'), "
+                      "median(rmse_vol_pts) FILTER (status = 'ok') FROM b3.iv_surface GROUP BY 1")
+        iv = counts("SELECT CAST(trade_date AS DATE), count(*), count(*) FILTER (iv_reason = 'ok') "
+                    "FROM b3.option_iv GROUP BY 1")
+        grid = counts("SELECT CAST(trade_date AS DATE), count(*), avg(CAST(extrapolated AS INT)) "
+                      "FROM b3.surface_grid_points GROUP BY 1")
+    assert len(surf) == 8
+    s_meta, iv_meta, g_meta = by_day("iv_surface"), by_day("option_iv"), by_day("surface_grid_points")
+    for day, (slices, fitted, rmse) in surf.items():
+        m = s_meta[day]
+        assert (m["slices"].value, m["fitted_slices"].value) == (slices, fitted)
+        assert m["dagster/partition_row_count"].value == slices
+        assert m["median_rmse_vol_pts"].value == pytest.approx(rmse, abs=1e-4)  # rounded to 4 decimals
+        assert m["median_rmse_vol_pts"].value == round(m["median_rmse_vol_pts"].value, 4)
+        assert iv_meta[day]["valid_iv_rows"].value == iv[day][1]
+        assert iv_meta[day]["dagster/partition_row_count"].value == iv[day][0]
+        assert g_meta[day]["points"].value == grid[day][0] == 2 * 5 * 5
+        assert g_meta[day]["extrapolated_share"].value == pytest.approx(grid[day][1], abs=1e-4)

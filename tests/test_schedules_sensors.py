@@ -70,3 +70,37 @@ def test_sensor_retries_a_file_whose_day_is_not_yet_a_partition(tmp_path: Path, 
     monkeypatch.setattr(sensors, "trading_day_partitions", real)
     second, _ = _tick(tmp_path, cursor)
     assert [r.partition_key for r in second] == ["2016-01-04"]
+
+
+def test_sensor_reports_a_non_session_file_once_and_again_when_it_changes(tmp_path: Path, monkeypatch) -> None:
+    """Issue 13: a file for a non-session day was reported on every tick (it never reached the cursor)."""
+    import os
+
+    warned: list[str] = []
+
+    class Log:
+        def warning(self, msg: str) -> None:
+            warned.append(msg)
+
+    monkeypatch.setattr(dg.SensorEvaluationContext, "log", property(lambda self: Log()))
+    f = tmp_path / "COTAHIST_D09022016.TXT"  # Carnival Tuesday: not a session
+    f.write_text("x")
+    first, cursor = _tick(tmp_path)
+    assert isinstance(first, dg.SkipReason) and len(warned) == 1 and "2016-02-09" in warned[0]
+    for _ in range(3):
+        again, cursor = _tick(tmp_path, cursor)
+        assert isinstance(again, dg.SkipReason)
+    assert len(warned) == 1
+    os.utime(f, (1_700_000_000, 1_700_000_000))  # the file was replaced: say so once more
+    _tick(tmp_path, cursor)
+    assert len(warned) == 2
+
+
+def test_sensor_reads_the_first_cursor_format(tmp_path: Path) -> None:
+    (tmp_path / "COTAHIST_D04012016.TXT").write_text("x")
+    import json
+
+    first, cursor = _tick(tmp_path)
+    assert [r.partition_key for r in first] == ["2016-01-04"]
+    flat = json.dumps(json.loads(cursor)["requested"])  # what the sensor wrote before the skipped files
+    assert isinstance(_tick(tmp_path, flat)[0], dg.SkipReason)

@@ -51,7 +51,9 @@ class StrategyConfig:
     long vol when positive. Size: ``vega_per_trade`` R$ per vol point per position, then scaled down
     to ``max_vega_underlying`` and ``max_vega_total`` (gross vega, R$ per vol point). Positions live
     ``hold_days`` sessions (or until expiry; overlapping cohorts are netted, so an unchanged signal
-    costs nothing to keep). Delta is hedged at every close with the underlying.
+    costs nothing to keep). Delta is hedged at every close with the underlying. A view is traded
+    only when its expected value, |edge| x vega, is at least ``min_edge_over_cost`` times what a round trip
+    in it costs at D's book: a half-point edge on a series quoted 10% wide is cost, not signal.
     """
 
     instrument: Literal["straddle", "option"] = "straddle"
@@ -67,6 +69,8 @@ class StrategyConfig:
     # less than half a tick per vol point (deep ITM/OTM, days from expiry), and vega sizing would explode
     max_qty: float = 1_000_000.0  # units per leg
     hold_days: int = 1
+    min_edge_over_cost: float = 1.0  # trade only when |edge| x vega pays this multiple of the round trip
+    # (D's quoted spread, or the spread model's, plus fees on both trades); 0 turns the gate off
     hedge: bool = True
     option_lot: int = 100
     stock_lot: int = 100

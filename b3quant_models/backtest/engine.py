@@ -90,7 +90,7 @@ def prepare_market(market: pd.DataFrame, underlyings: pd.DataFrame | None = None
     series = m.sort_values("i").drop_duplicates("ticker", keep="last").set_index("ticker")
     series = series[["underlying_ticker", "option_type", "strike", "expiry"]].copy()
     series["is_call"] = series["option_type"].astype(str).str[0].str.lower().eq("c")
-    series["e_i"] = np.searchsorted(sessions, series["expiry"].to_numpy())  # first session >= expiry
+    series["e_i"] = _expiry_index(sessions, m, series)
     extra["i"] = np.searchsorted(sessions, extra["trade_date"].to_numpy())
     spot = m[["i", "underlying_ticker", "spot"]]
     if len(extra):
@@ -103,8 +103,23 @@ def prepare_market(market: pd.DataFrame, underlyings: pd.DataFrame | None = None
 # --- decisions -----------------------------------------------------------------------------------
 
 
-def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFrame:
+def round_trip_cost(q: pd.DataFrame, costs: CostModel) -> np.ndarray:
+    """R$ per unit to buy and later sell (or the reverse) a series at D's book: the quoted spread where both
+    sides are there, else twice the spread model's half-spread around the BSM mark; plus the fees of both
+    trades. The multiplier is left out: decisions never see it (break-even analysis scales costs)."""
+    mark = bs_price(q["spot"].to_numpy(float), q["strike"].to_numpy(float), np.maximum(q["t"].to_numpy(float), 1e-12),
+                    q["r"].to_numpy(float), q["iv"].to_numpy(float), q["is_call"].to_numpy(bool))  # fmt: skip
+    bid, ask = q["best_bid"].to_numpy(float), q["best_ask"].to_numpy(float)
+    both = np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask >= bid)
+    model = 2.0 * np.maximum(costs.min_half_spread, costs.rel_half_spread * mark)
+    spread = np.where(both, ask - bid, model)
+    fees = 2.0 * mark * (costs.option_fee_bps + costs.brokerage_bps) / 1e4  # per-order fees depend on size: left out
+    return spread + fees
+
+
+def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig, costs: CostModel | None = None) -> pd.DataFrame:
     """Positions opened at each close from that close's forecasts only: (i, ticker, qty, edge)."""
+    cm = costs or CostModel()
     empty = pd.DataFrame({"i": pd.Series(dtype=np.int64), "ticker": pd.Series(dtype=object),
                           "qty": pd.Series(dtype=float), "edge": pd.Series(dtype=float)})  # fmt: skip
     if signals is None or signals.empty:
@@ -125,8 +140,10 @@ def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFra
     q["bd"] = bdays[ok]
     q["edge"] = q["forecast"] - q["iv"]
     q["vpt"] = q["vega"] / 100.0  # R$ per vol point per unit
+    q["rt"] = round_trip_cost(q, cm)
+    q["gain"] = q["edge"].abs() * q["vega"]  # R$ per unit if the forecast is right
     if cfg.instrument == "option":
-        q = q[q["edge"].abs() > cfg.threshold]
+        q = q[(q["edge"].abs() > cfg.threshold) & (q["gain"] >= cfg.min_edge_over_cost * q["rt"])]
         q["absedge"] = q["edge"].abs()
         q["rank"] = q.groupby(["i", "underlying_ticker"])["absedge"].rank(ascending=False, method="first")
         q = q[q["rank"] <= cfg.max_per_underlying]
@@ -134,8 +151,8 @@ def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFra
         legs["qty"] = np.sign(legs["edge"]) * cfg.vega_per_trade / legs["vpt"]
     elif cfg.instrument == "straddle":
         keys = ["i", "underlying_ticker", "expiry", "strike"]
-        c = q[q["is_call"]][[*keys, "ticker", "edge", "vpt", "k", "bd"]]
-        p = q[~q["is_call"]][[*keys, "ticker", "edge", "vpt"]]
+        c = q[q["is_call"]][[*keys, "ticker", "edge", "vpt", "rt", "k", "bd"]]
+        p = q[~q["is_call"]][[*keys, "ticker", "edge", "vpt", "rt"]]
         pair = c.merge(p, on=keys, suffixes=("_c", "_p"))
         if pair.empty:
             return empty
@@ -143,7 +160,9 @@ def decide(mk: Market, signals: pd.DataFrame, cfg: StrategyConfig) -> pd.DataFra
         pair = pair.sort_values(["i", "underlying_ticker", "bd", "absk"])  # nearest expiry, then ATM-forward
         pair = pair.drop_duplicates(["i", "underlying_ticker"], keep="first")
         pair["edge"] = 0.5 * (pair["edge_c"] + pair["edge_p"])
-        pair = pair[pair["edge"].abs() > cfg.threshold]
+        gain = pair["edge"].abs() * 100.0 * (pair["vpt_c"] + pair["vpt_p"])
+        pays = gain >= cfg.min_edge_over_cost * (pair["rt_c"] + pair["rt_p"])
+        pair = pair[(pair["edge"].abs() > cfg.threshold) & pays]
         size = np.sign(pair["edge"]) * cfg.vega_per_trade / (pair["vpt_c"] + pair["vpt_p"])
         legs = pd.concat(
             [
@@ -279,7 +298,7 @@ def run_backtest(
     cfg, cm = config or StrategyConfig(), costs or CostModel()
     mk = market if isinstance(market, Market) else prepare_market(market)
     n = len(mk.sessions)
-    legs = decide(mk, signals, cfg)
+    legs = decide(mk, signals, cfg, cm)
     if legs.empty:
         return _flat(mk, name, _period(mk, legs, period, 0))
     pos = holdings(mk, legs, cfg)
@@ -301,12 +320,22 @@ def run_backtest(
     trades = tr[~tr["settle"]].copy()
     trades = _fills(mk, trades, cm)
     notional = trades["trade"].abs() * trades["fill"]
-    trades["spread_cost"] = trades["trade"] * (trades["fill"] - trades["value"])
+    # the spread paid is measured from the book's mid where both sides are quoted (from the mark where the
+    # spread model filled): never negative. A real closing book can sit away from the mark (the mark's IV
+    # comes from a stale close), so buying at an ask below the mark is a gap between mark and book, not a
+    # negative cost: it goes into the residual, and costs x k stays a pure cost multiple.
+    bid, ask = trades["best_bid"].to_numpy(float), trades["best_ask"].to_numpy(float)
+    both = np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask > 0)
+    ref = np.where(both, 0.5 * (bid + ask), trades["value"].to_numpy(float))
+    vs_mark = trades["trade"] * (trades["fill"] - trades["value"])
+    trades["spread_cost"] = np.maximum(trades["trade"] * (trades["fill"] - ref), 0.0)
+    trades["mark_gap"] = vs_mark - trades["spread_cost"]
     trades["fee_cost"] = notional * (cm.option_fee_bps + cm.brokerage_bps) / 1e4 + cm.brokerage_per_order
     settle = tr[tr["settle"]].copy()
     settle["fill"] = settle["value"]
     settle["from_book"] = False
     settle["spread_cost"] = 0.0
+    settle["mark_gap"] = 0.0
     ex_notional = np.where(settle["exercised"], settle["trade"].abs() * settle["strike"], 0.0)
     settle["fee_cost"] = ex_notional * (cm.stock_fee_bps + cm.brokerage_bps) / 1e4
     alltr = pd.concat([trades, settle], ignore_index=True)
@@ -375,15 +404,17 @@ def run_backtest(
     daily = daily.join(gv.groupby("i")["gv"].sum().rename("gross_vega"), on="i")
     daily = daily.join((trades["trade"].abs() * trades["fill"]).groupby(trades["i"]).sum().rename("premium_traded"),
                        on="i")  # fmt: skip
+    daily = daily.join(alltr.groupby("i")["mark_gap"].sum().rename("mark_gap"), on="i")
     daily = daily.fillna(0.0)
     daily["delta"] = daily["delta"] + daily["hedge"]
+    daily["residual"] = daily["residual"] - daily["mark_gap"]
     daily["costs"] = daily["option_costs"] + daily["stock_costs"]
     daily["gross"] = daily[PNL_PARTS].sum(axis=1)
     daily["total"] = daily["gross"] - daily["costs"]
     daily.insert(0, "trade_date", mk.sessions[daily["i"].to_numpy()])
     daily.insert(1, "strategy", name)
     daily["n_positions"] = daily["n_positions"].astype(np.int64)
-    daily = daily.drop(columns=["i", "hedge"])
+    daily = daily.drop(columns=["i", "hedge", "mark_gap"])
 
     positions = _positions_table(mk, name, pos, m, hb)
     legs_out = legs.assign(trade_date=mk.sessions[legs["i"].to_numpy()], strategy=name).drop(columns=["i"])
@@ -397,7 +428,7 @@ DAILY_COLUMNS = ["trade_date", "strategy", *PNL_PARTS, "option_costs", "stock_co
 POSITION_COLUMNS = ["trade_date", "strategy", "kind", "ticker", "underlying_ticker", "qty", "price", "iv",
                     "iv_age", "position_delta", "position_vega_pt"]  # fmt: skip
 TRADE_COLUMNS = ["trade_date", "strategy", "ticker", "underlying_ticker", "trade", "value", "fill", "from_book",
-                 "settle", "exercised", "spread_cost", "fee_cost", "cost"]  # fmt: skip
+                 "settle", "exercised", "spread_cost", "mark_gap", "fee_cost", "cost"]  # fmt: skip
 
 
 def _flat(mk: Market, name: str, days: np.ndarray) -> BacktestResult:
@@ -414,6 +445,20 @@ def _flat(mk: Market, name: str, days: np.ndarray) -> BacktestResult:
     legs = pd.DataFrame({"ticker": pd.Series(dtype=object), "qty": pd.Series(dtype=float),
                          "edge": pd.Series(dtype=float)} | empty)  # fmt: skip
     return BacktestResult(name, legs, positions, trades, daily)
+
+
+def _expiry_index(sessions: np.ndarray, m: pd.DataFrame, series: pd.DataFrame) -> np.ndarray:
+    """Session index of each series' expiry: the first session on or after it when the market reaches it;
+    beyond the market's last session, counted on from the series' last quote by its B3 business days to
+    expiry (``t`` x 252). So a window that ends at day D (one partition run) sees the same days to expiry,
+    hence the same decisions, as a run over the whole history."""
+    e_i = np.searchsorted(sessions, series["expiry"].to_numpy())
+    beyond = series["expiry"].to_numpy() > sessions[-1]
+    if beyond.any():
+        last = m.sort_values("i").drop_duplicates("ticker", keep="last").set_index("ticker")
+        last = last.loc[series.index[beyond]]
+        e_i[beyond] = last["i"].to_numpy() + np.round(last["t"].to_numpy() * 252).astype(np.int64)
+    return e_i
 
 
 def _spot_lookup(mk: Market):

@@ -66,3 +66,26 @@ def summarize(daily: pd.DataFrame, capital: float = 1_000_000.0) -> pd.DataFrame
             **{f"pnl_{c}": float(d[c].sum()) for c in ("delta", "gamma", "vega", "theta", "residual")},
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+REFERENCE = ("persistence", "random", "no_trade", "optimal", "oracle")  # yardsticks, not models
+
+
+def goal_assessment(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per instrument: the best model's net Sharpe against the oracle's and at 2x costs (docs/backtests.md's goal)."""
+    rows = []
+    for book, s in summary.groupby("instrument", sort=False):
+        models = s[~s["strategy"].isin(REFERENCE)]
+        oracle = s[s["strategy"] == "oracle"]
+        if models.empty:
+            continue
+        best = models.sort_values("sharpe", ascending=False).iloc[0]
+        o = float(oracle["sharpe"].iloc[0]) if len(oracle) else float("nan")
+        ratio = best["sharpe"] / o if o > 0 else float("nan")
+        rows.append({
+            "instrument": book, "best_model": best["strategy"], "net_sharpe": best["sharpe"], "oracle_sharpe": o,
+            "share_of_oracle": ratio, "sharpe_2x_costs": best["sharpe_2x_costs"],
+            "break_even_cost_x": best["break_even_cost_x"],
+            "goal_met": bool(ratio >= 0.5 and best["sharpe_2x_costs"] > 0),
+        })  # fmt: skip
+    return pd.DataFrame(rows)

@@ -12,6 +12,7 @@ returned in a quarantine frame with file, line number, raw text and the reason.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import datetime as dt
 import io
@@ -81,6 +82,7 @@ class _StreamState:
     trailer: bytes | None = None
     trailer_lines: list[int] = field(default_factory=list)
     last_record_line: int = 0  # last non-blank line (blank lines / DOS EOF after the trailer are ignored)
+    head: bytes = b""  # the file's first bytes: say *why* the header is not one (BOM, CR-only line ends)
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,6 +94,8 @@ def _opened(path: Path) -> Iterator[tuple[BinaryIO, str]]:
     """The file's byte stream (the single member of a ZIP, or the TXT) and a display name."""
     if not path.exists():
         raise FileNotFoundError(f"COTAHIST file not found: {path}")
+    if path.is_dir():
+        raise CotahistError(f"{path}: is a directory, not a COTAHIST file (.TXT or .ZIP)")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             members = [m for m in zf.namelist() if not m.endswith("/")]
@@ -156,6 +160,10 @@ def _split_records(chunk: bytes) -> tuple[np.ndarray, np.ndarray, list[tuple[int
     for i, line in enumerate(lines):
         if line.endswith(b"\r"):
             line = line[:-1]
+        if len(line) < RECORD_LENGTH and _trimmed_header_or_trailer(line):
+            # Header and trailer are space-padded to 245 bytes; a tool that strips trailing blanks
+            # (editors, some copies) leaves them short with nothing lost.
+            line = line.ljust(RECORD_LENGTH)
         if len(line) == RECORD_LENGTH:
             good_idx.append(i)
             good.append(line)
@@ -163,6 +171,16 @@ def _split_records(chunk: bytes) -> tuple[np.ndarray, np.ndarray, list[tuple[int
             bad.append((i, line))
     mat = np.frombuffer(b"".join(good), dtype=np.uint8).reshape(-1, RECORD_LENGTH)
     return mat, np.asarray(good_idx, dtype=np.int64), bad, len(lines)
+
+
+def _trimmed_header_or_trailer(line: bytes) -> bool:
+    """A short header or trailer whose fixed fields are all in place (``COTAHIST.AAAA``, the generation date,
+    the trailer's record count): only trailing blanks are missing. A line short for another reason (a
+    character lost in the middle) is not padded, so the reader says how long it is."""
+    named = line[2:11] == b"COTAHIST." and line[11:15].isdigit() and line[23:31].isdigit()
+    if line[:2] == b"00":
+        return named
+    return line[:2] == b"99" and named and line[31:42].isdigit()
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,6 +413,8 @@ def _quarantine_frame(rows: list[tuple[str, int, str, str, str]]) -> pd.DataFram
 
 
 def _process_chunk(chunk: bytes, st: _StreamState) -> _Batch:
+    if st.lines_seen == 0 and not st.head:
+        st.head = bytes(chunk[:2 * RECORD_LENGTH])
     mat, line_idx, bad_lines, total = _split_records(chunk)
     first_line = st.lines_seen + 1
     q_rows: list[tuple[str, int, str, str, str]] = []
@@ -457,7 +477,7 @@ def _finish(st: _StreamState, path: Path) -> tuple[dt.date | None, int]:
     if st.lines_seen == 0:
         raise CotahistError(f"{path}: file is empty")
     if st.header is None or not st.header[2:10] == b"COTAHIST":
-        raise CotahistError(f"{path}: first record is not a COTAHIST header ('00COTAHIST...')")
+        raise CotahistError(f"{path}: {_not_a_header(st.head)}")
     if st.trailer is None:
         raise CotahistError(
             f"{path}: no trailer record ('99') — the file is truncated ({st.lines_seen} lines read)"
@@ -488,6 +508,25 @@ def _finish(st: _StreamState, path: Path) -> tuple[dt.date | None, int]:
 
 # --------------------------------------------------------------------------------------------
 # Public API
+
+
+def _not_a_header(head: bytes) -> str:
+    """Why the first record is not a COTAHIST header, naming the two ways an edited file usually breaks."""
+    if head.startswith(codecs.BOM_UTF8):
+        return ("the file starts with a UTF-8 byte-order mark (EF BB BF), so its first record is not a COTAHIST "
+                "header: B3's files are plain Latin-1 text; save it without the BOM")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "the file is UTF-16 text (it starts with a UTF-16 byte-order mark): B3's files are Latin-1 text"
+    if b"\n" not in head and b"\r" in head:
+        return ("lines end in CR only (old Mac line endings), so the file reads as one line: COTAHIST records "
+                f"are {RECORD_LENGTH} characters ended by CRLF or LF; convert the line endings")
+    if head[:2] == b"00" and head[2:10] != b"COTAHIST":
+        return f"first record is not a COTAHIST header: it starts {head[:10]!r}, expected '00COTAHIST'"
+    if head.startswith(b"00COTAHIST"):
+        first = head.split(b"\n")[0].rstrip(b"\r")
+        return (f"the header record is {len(first)} characters, expected {RECORD_LENGTH} (a truncated or "
+                "re-wrapped line?)")
+    return "first record is not a COTAHIST header ('00COTAHIST...')"
 
 
 def _iter_stream(stream: BinaryIO, st: _StreamState, path: Path, chunk_bytes: int) -> Iterator[_Batch]:

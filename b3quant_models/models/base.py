@@ -50,6 +50,8 @@ class ForecastModel(ABC):
     """Next-day IV forecaster. Subclasses implement ``_fit_change``, ``_predict_change``, ``_save``, ``_load``."""
 
     name: ClassVar[str] = "base"
+    # how MLflow logs it (``models.mlflow_models``): a library flavor name, else a pyfunc wrapper
+    mlflow_flavor: ClassVar[str] = "pyfunc"
 
     def __init__(
         self, params: dict[str, Any] | None = None, *, features: Sequence[str] | None = None, seed: int = 0,

@@ -19,6 +19,7 @@ import pandas as pd
 
 from b3quant_models.models.base import ForecastModel
 from b3quant_models.models.baselines import PersistenceModel
+from b3quant_models.models.mlflow_models import crown_champion, ensure_model_version
 from b3quant_models.models.model_store import (
     MODEL_NAME,
     MODEL_TAG,
@@ -28,6 +29,7 @@ from b3quant_models.models.model_store import (
     use_model_store,
 )
 from b3quant_models.models.registry import load_model
+from b3quant_models.settings import resolve_data_path
 
 if TYPE_CHECKING:
     from b3quant_models.features.history import SeriesHistory
@@ -84,7 +86,7 @@ def decide(candidates: dict[str, dict], test_rows: pd.DataFrame, production: For
     (the training dataset's) reaches models that look back."""
     val = {n: float(c["fold_metrics"]["rmse_vol_pts"].mean()) for n, c in candidates.items()}
     winner = min(val, key=val.get)
-    cand_rmse = _rmse_pts(load_model(candidates[winner]["model_dir"]), test_rows, history)
+    cand_rmse = _rmse_pts(load_model(resolve_data_path(candidates[winner]["model_dir"])), test_rows, history)
     out = {
         "winner": winner,
         "validation_rmse_vol_pts": val,
@@ -106,12 +108,15 @@ def decide(candidates: dict[str, dict], test_rows: pd.DataFrame, production: For
 def promote_best(
     candidates: dict[str, dict], test_rows: pd.DataFrame, models_dir: str | Path,
     metadata: dict[str, Any] | None = None, history: SeriesHistory | None = None,
+    tracking_uri: str | None = None,
 ) -> dict:
     """Run ``decide`` against the production model in the store at ``models_dir`` and promote the winner
-    when it wins. ``candidates``: training results by model name (``model_dir``, ``fold_metrics``,
-    ``test_metrics``, ``mlflow_run_id``, ``metadata``); ``metadata`` is stored with a promoted model; ``history``
-    (the training dataset's) reaches models that look back.
-    Returns the decision with ``production_tag`` and, when promoted, ``new_tag``."""
+    when it wins. ``candidates``: training results by model name (``model_dir``, relative to
+    ``$B3Q_DATA_DIR`` or absolute, ``fold_metrics``, ``test_metrics``, ``mlflow_run_id``, ``metadata``);
+    ``metadata`` is stored with a promoted model; ``history`` (the training dataset's) reaches models that
+    look back. With ``tracking_uri`` the winner's MLflow model version (``b3q-<winner>``) gets the
+    ``champion`` alias and the new BentoML tag, and the BentoML model records that version.
+    Returns the decision with ``production_tag`` and, when promoted, ``new_tag`` (and ``mlflow_model``)."""
     with use_model_store(models_dir):
         current = stored_model()
         production = load_model(current.model_dir) if current else None
@@ -128,5 +133,15 @@ def promote_best(
                 "data_period": w["metadata"].get("data_period", {}),
                 "promotion_reason": decision["reason"],
             }
-            decision["new_tag"] = promote(w["model_dir"], labels={"model": decision["winner"]}, metadata=meta)
+            registered = None
+            if tracking_uri:
+                registered = ensure_model_version(tracking_uri, decision["winner"], w["mlflow_run_id"])
+                meta |= {"mlflow_registered_model": registered[0], "mlflow_model_version": registered[1]}
+            decision["new_tag"] = promote(resolve_data_path(w["model_dir"]), labels={"model": decision["winner"]},
+                                          metadata=meta)
+            if registered:
+                decision["mlflow_model"] = crown_champion(
+                    tracking_uri, *registered, bentoml_tag=decision["new_tag"],
+                    tags={k: v for k, v in (metadata or {}).items() if k == "dagster_run_id"},
+                )
     return decision

@@ -89,9 +89,14 @@ class TrainingResult:
     predictions: pd.DataFrame = field(default_factory=pd.DataFrame)  # prediction_table: oof and test rows
 
     def log_to_mlflow(self, tracking_uri: str, experiment: str, *, tags: dict[str, str] | None = None,
-                      run_name: str | None = None) -> str:
-        """Log this result with :func:`log_training_run`; returns the run_id."""
+                      run_name: str | None = None, register_as: str | None = None) -> str:
+        """Log this result with :func:`log_training_run`, the model as an MLflow model registered as
+        ``register_as`` (default ``b3q-<run name>``, ``""``: not registered); returns the run_id."""
+        from b3quant_models.models.mlflow_models import registered_model_name
         from b3quant_models.models.tracking import log_training_run
+
+        if register_as is None:
+            register_as = registered_model_name(run_name or self.model_name)
 
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = self.model.save(Path(tmp) / "model")
@@ -104,6 +109,7 @@ class TrainingResult:
                 curves=self.model.learning_curves(),
                 extra_tables={"metrics_table": self.metrics_table, "fold_metrics": self.fold_metrics,
                               "splits": self.split_table.astype(str), "predictions": self.predictions},
+                model=self.model, model_sample=self.dataset.head(200), register_as=register_as or None,
             )
 
 

@@ -38,6 +38,7 @@ class _TreeModel(ForecastModel):
 
 class XGBoostModel(_TreeModel):
     name = "xgboost"
+    mlflow_flavor = "xgboost"
     _file = "model.ubj"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -99,6 +100,7 @@ class XGBoostModel(_TreeModel):
 
 class LightGBMModel(_TreeModel):
     name = "lightgbm"
+    mlflow_flavor = "lightgbm"
     _file = "model.txt"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -24,12 +24,14 @@ from .generate import (
     iter_sessions,
     simulate_market,
 )
+from .universe import REAL_SCALE_UNDERLYINGS, real_scale_config, real_scale_underlyings
 
 __all__ = [
     "CDI_FILE",
     "DEFAULT_UNDERLYINGS",
     "GENERATOR_VERSION",
     "MANIFEST_NAME",
+    "REAL_SCALE_UNDERLYINGS",
     "TRUTH_FILES",
     "UNDERLYING_REGISTRY",
     "WEEKLY_SERIES_FROM",
@@ -41,5 +43,7 @@ __all__ = [
     "generate_sample_market",
     "is_generated",
     "iter_sessions",
+    "real_scale_config",
+    "real_scale_underlyings",
     "simulate_market",
 ]

@@ -68,29 +68,32 @@ class Listing:
 
 @dataclass
 class ChainBook:
-    """Listings per underlying, updated each session from the spot."""
+    """Listings per underlying, updated each session from the spot. The expiry counts and strike
+    widths are per underlying (liquid names list more of both)."""
 
     steps: list[float]
-    n_monthly: int
-    n_weekly: int
-    strikes_monthly: int
-    strikes_weekly: int
+    n_monthly: list[int]
+    n_weekly: list[int]
+    strikes_monthly: list[int]
+    strikes_weekly: list[int]
     monthly: list[dt.date]
     weekly: list[tuple[dt.date, int]]
     books: list[dict[dt.date, Listing]] = field(default_factory=list)
+    _weekly_dates: list[dt.date] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.books = [{} for _ in self.steps]
+        self._weekly_dates = [e for e, _ in self.weekly]
 
-    def _upcoming(self, day: dt.date, weekly_on: bool) -> list[tuple[dt.date, int]]:
+    def _upcoming(self, u: int, day: dt.date, weekly_on: bool) -> list[tuple[dt.date, int]]:
+        n_monthly, n_weekly = self.n_monthly[u], self.n_weekly[u]
         i = bisect.bisect_right(self.monthly, day)
-        out = [(e, 0) for e in self.monthly[i : i + self.n_monthly]]
-        if len(out) < self.n_monthly:
+        out = [(e, 0) for e in self.monthly[i : i + n_monthly]]
+        if len(out) < n_monthly:
             raise ValueError(f"expiry schedule too short after {day}")
-        if weekly_on and self.n_weekly:
-            dates = [e for e, _ in self.weekly]
-            j = bisect.bisect_right(dates, day)
-            out += self.weekly[j : j + self.n_weekly]
+        if weekly_on and n_weekly:
+            j = bisect.bisect_right(self._weekly_dates, day)
+            out += self.weekly[j : j + n_weekly]
         return sorted(out)
 
     def update(self, u: int, day: dt.date, spot: float, weekly_on: bool) -> list[Listing]:
@@ -100,8 +103,8 @@ class ChainBook:
         atm = round(spot / step)
         for expiry in [e for e in book if e <= day]:
             del book[expiry]
-        for expiry, week in self._upcoming(day, weekly_on):
-            n = self.strikes_weekly if week else self.strikes_monthly
+        for expiry, week in self._upcoming(u, day, weekly_on):
+            n = self.strikes_weekly[u] if week else self.strikes_monthly[u]
             keep = max(2, n // 3)
             if expiry not in book:
                 lo = max(1, atm - n // 2)

@@ -50,6 +50,13 @@ class UnderlyingSpec:
     liquidity: float = 1.0  # scales the probability that an option series trades
     avg_daily_shares: float = 20e6
     distribution: int = 100  # DISMES
+    # Listing width of this underlying (None: the market's SampleMarketConfig value). On B3 the
+    # liquid names list many more expiries and strikes than the small ones; weekly_expiries=0 means
+    # no weekly series (about 50 of the 170 optionable names have them).
+    monthly_expiries: int | None = None
+    strikes_per_expiry: int | None = None
+    weekly_expiries: int | None = None
+    weekly_strikes_per_expiry: int | None = None
 
     @property
     def root(self) -> str:
@@ -93,6 +100,17 @@ UNDERLYING_REGISTRY: dict[str, UnderlyingSpec] = {
     )
 }
 DEFAULT_UNDERLYINGS: tuple[str, ...] = tuple(UNDERLYING_REGISTRY)
+LISTING_OVERRIDES = ("monthly_expiries", "strikes_per_expiry", "weekly_expiries", "weekly_strikes_per_expiry")
+
+
+@dataclass(frozen=True)
+class ListingWidth:
+    """How one underlying's chain is listed: expiries quoted at a time and strikes per new expiry."""
+
+    monthly_expiries: int
+    strikes_per_expiry: int
+    weekly_expiries: int
+    weekly_strikes_per_expiry: int
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,12 @@ class SampleMarketConfig:
         if self.n_monthly_expiries < 1 or self.n_weekly_expiries < 0:
             raise ValueError("need at least one monthly expiry")
         specs = self.specs()
+        for s in specs:
+            lst = self.listing(s)
+            if lst.strikes_per_expiry < 3 or lst.weekly_strikes_per_expiry < 3:
+                raise ValueError(f"{s.ticker}: need at least 3 strikes per expiry")
+            if lst.monthly_expiries < 1 or lst.weekly_expiries < 0:
+                raise ValueError(f"{s.ticker}: need at least one monthly expiry")
         if len({s.ticker for s in specs}) != len(specs) or len({s.root for s in specs}) != len(specs):
             raise ValueError("underlyings must have distinct tickers and option roots")
 
@@ -135,6 +159,23 @@ class SampleMarketConfig:
                 raise ValueError(f"unknown underlying {u!r}; known: {sorted(UNDERLYING_REGISTRY)}")
         return tuple(out)
 
+    def listing(self, spec: UnderlyingSpec) -> ListingWidth:
+        """The spec's own listing width where it sets one, else the market's."""
+
+        def pick(own: int | None, market: int) -> int:
+            return market if own is None else own
+
+        return ListingWidth(
+            pick(spec.monthly_expiries, self.n_monthly_expiries),
+            pick(spec.strikes_per_expiry, self.strikes_per_expiry),
+            pick(spec.weekly_expiries, self.n_weekly_expiries),
+            pick(spec.weekly_strikes_per_expiry, self.weekly_strikes_per_expiry),
+        )
+
+    def max_monthly_expiries(self) -> int:
+        """The farthest monthly expiry any underlying lists (how far the expiry schedule must reach)."""
+        return max(self.listing(s).monthly_expiries for s in self.specs())
+
     def weekly_on(self, day: dt.date) -> bool:
         if self.weekly_series is None:
             return day >= WEEKLY_SERIES_FROM
@@ -144,5 +185,15 @@ class SampleMarketConfig:
         """JSON-ready form with the underlyings fully spelled out (the manifest's identity key)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["start"] = self.start.isoformat()
-        d["underlyings"] = [dataclasses.asdict(s) for s in self.specs()]
+        d["underlyings"] = [_spec_dict(s) for s in self.specs()]
         return d
+
+
+def _spec_dict(spec: UnderlyingSpec) -> dict[str, Any]:
+    """``asdict`` without the listing overrides left at None: the manifests of markets generated
+    before those fields existed (the default market's among them) keep their identity and bytes."""
+    d = dataclasses.asdict(spec)
+    for k in LISTING_OVERRIDES:
+        if d[k] is None:
+            del d[k]
+    return d

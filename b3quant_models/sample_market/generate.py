@@ -247,7 +247,7 @@ def simulate_market(config: SampleMarketConfig | None = None) -> SimulatedMarket
     config = config or SampleMarketConfig()
     specs = config.specs()
     days = session_days(config.start, config.n_days)
-    horizon = days[-1] + dt.timedelta(days=40 * (config.n_monthly_expiries + 1))
+    horizon = days[-1] + dt.timedelta(days=40 * (config.max_monthly_expiries() + 1))
     if horizon > calendar_bounds()[1]:
         raise ValueError(f"the B3 calendar ends before the last listed expiry (~{horizon})")
     cdi = cdi_path(days[0], days, config.cdi_start_pct, config.seed)
@@ -266,11 +266,12 @@ def iter_sessions(market: SimulatedMarket) -> Iterator[Session]:
     n_und = len(specs)
     steps = [s.strike_step for s in specs]
     mults = [strike_code_multiplier(s) for s in steps]
-    horizon = days[-1] + dt.timedelta(days=40 * (config.n_monthly_expiries + 1))
+    horizon = days[-1] + dt.timedelta(days=40 * (config.max_monthly_expiries() + 1))
+    listings = [config.listing(s) for s in specs]
     book = ChainBook(
-        steps, config.n_monthly_expiries, config.n_weekly_expiries, config.strikes_per_expiry,
-        config.weekly_strikes_per_expiry, monthly_expiries(days[0], horizon),
-        weekly_expiries(days[0], horizon),
+        steps, [x.monthly_expiries for x in listings], [x.weekly_expiries for x in listings],
+        [x.strikes_per_expiry for x in listings], [x.weekly_strikes_per_expiry for x in listings],
+        monthly_expiries(days[0], horizon), weekly_expiries(days[0], horizon),
     )
     ticker_cache: dict[tuple[int, dt.date, int, bool], str] = {}
     liq = np.array([s.liquidity for s in specs])

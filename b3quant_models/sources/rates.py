@@ -127,6 +127,10 @@ class DailyRate:
 
 
 def _coverage(rates: pd.DataFrame) -> str:
+    """What the source holds: a frame cut to a date range keeps its whole source's coverage in
+    ``attrs`` (a day outside the file's span is then reported as such, not as "no days at all")."""
+    if "coverage" in rates.attrs:
+        return str(rates.attrs["coverage"])
     if rates.empty:
         return "no days at all"
     return f"{len(rates)} days, {rates['trade_date'].min().date()}..{rates['trade_date'].max().date()}"
@@ -156,7 +160,9 @@ def rates_for_days(rates: pd.DataFrame, days: Iterable[DayLike]) -> pd.DataFrame
         more = f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""
         raise MissingRateError(
             f"no CDI rate for {len(missing)} day(s) in {_source_of(rates)} "
-            f"({_coverage(rates)}): {shown}{more}"
+            f"({_coverage(rates)}): {shown}{more}; refusing to price with a guessed rate -- add those days "
+            f"to the landing folder's {RATES_FILE_NAME} (date,cdi_annual_pct; it wins over the SGS files) "
+            "or fetch them from the Central Bank (not offline)"
         )
     out["r_cont"] = np.log1p(out["cdi_annual"].to_numpy())
     return out
@@ -429,6 +435,7 @@ class RateSource:
         a, b = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
         out = df[(df["trade_date"] >= a) & (df["trade_date"] <= b)].reset_index(drop=True)
         out.attrs["source"] = _source_of(df)
+        out.attrs["coverage"] = _coverage(df)
         return out
 
     def rate_for_day(self, day: DayLike) -> DailyRate:

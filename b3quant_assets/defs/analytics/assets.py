@@ -13,6 +13,7 @@ from ..shared.checks import (
     pandera_check_spec,
     table_preview,
 )
+from ..shared.metadata import per_partition_metadata, rounded
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from .resources import RatesSource
 
@@ -37,9 +38,13 @@ def risk_free_rate(context: dg.AssetExecutionContext, rates_source: RatesSource)
     df = rates_for_days(raw, days)
     df["trade_date"] = pd.to_datetime(df["trade_date"])
     df["source"] = raw.attrs.get("source", rates_source.mode)
+    per_partition_metadata(context, df, lambda g, day: {
+        "days": len(g), "mean_cdi_pct": float(100 * g["cdi_annual"].mean()) if len(g) else float("nan")})
     yield dg.Output(
         df,
-        metadata={"days": len(df), "mean_cdi_pct": float(100 * df["cdi_annual"].mean()), "source": df["source"].iat[0]},
+        metadata=rounded(
+            {"days": len(df), "mean_cdi_pct": float(100 * df["cdi_annual"].mean()), "source": df["source"].iat[0]}
+        ),
     )
     yield pandera_check_result("risk_free_rate", schemas.RISK_FREE_RATE, df)
 
@@ -70,18 +75,33 @@ def option_iv(
     valid = df["iv_reason"] == "ok"
     reasons = df["iv_reason"].value_counts().rename_axis("iv_reason").reset_index(name="rows")
     context.log.info(f"{int(valid.sum())}/{len(df)} options with a valid IV")
+    per_partition_metadata(context, df, _iv_day_metadata)
     yield dg.Output(
         df,
-        metadata={
+        metadata=rounded({
             "valid_iv_share": float(valid.mean()) if len(df) else 0.0,
             "valid_iv_rows": int(valid.sum()),
             "days_without_valid_iv": int(len(partition_days(context)) - df.loc[valid, "trade_date"].nunique()),
             "surface_eligible_rows": int(df["surface_eligible"].sum()),
             "reasons": dg.MetadataValue.md(reasons.to_markdown(index=False)),
             "preview": table_preview(df[valid]),
-        },
+        }),
     )
     yield pandera_check_result("option_iv", schemas.OPTION_IV, df)
     counts = df[valid].groupby("trade_date").size()
     days = partition_days(context)
     yield days_complete_result("option_iv", "every_day_has_valid_ivs", days, counts, "valid IVs", context)
+
+
+def _iv_day_metadata(g: pd.DataFrame, day: pd.Timestamp) -> dict:
+    """option_iv's metadata for one day's rows."""
+    ok = g["iv_reason"] == "ok"
+    reasons = g["iv_reason"].value_counts().rename_axis("iv_reason").reset_index(name="rows")
+    return {
+        "valid_iv_share": float(ok.mean()) if len(g) else 0.0,
+        "valid_iv_rows": int(ok.sum()),
+        "days_without_valid_iv": int(not ok.any()),
+        "surface_eligible_rows": int(g["surface_eligible"].sum()),
+        "reasons": dg.MetadataValue.md(reasons.to_markdown(index=False) if len(g) else "_none_"),
+        "preview": table_preview(g[ok]),
+    }

@@ -16,9 +16,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from b3quant_models import settings
 from b3quant_models.backtest.compare import backtest_period, compare_strategies
 from b3quant_models.backtest.lookahead import lookahead_check
-from b3quant_models.backtest.metrics import summarize
+from b3quant_models.backtest.metrics import goal_assessment, summarize
 from b3quant_models.backtest.report import equity_curves_plot, strategy_report_plot
 from b3quant_models.backtest.strategies import TRUTH_NEXT, standard_strategies
 from b3quant_models.features.dataset import sample_market_truth
@@ -27,6 +28,7 @@ from b3quant_models.models.tracking import log_training_run
 from ..ingestion.resources import CotahistFiles
 from ..models.resources import MlflowTracking
 from ..shared.checks import png_markdown, table_preview
+from ..shared.metadata import per_partition_metadata
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from ..shared.resources import data_dir
 from .resources import MAX_HOLD_DAYS, BacktestSettings
@@ -35,7 +37,6 @@ GROUP = "backtests"
 PREDICTIONS = "model_predictions"
 WARMUP_SESSIONS = MAX_HOLD_DAYS + 10
 WINDOW = dg.TimeWindowPartitionMapping(start_offset=-WARMUP_SESSIONS)
-REFERENCE = ("persistence", "random", "no_trade", "optimal", "oracle")
 
 
 def report_dir() -> Path:
@@ -101,6 +102,9 @@ def backtest_books(
     else:
         daily = cmp.daily[cmp.daily["trade_date"].isin(days)].reset_index(drop=True)
         positions = cmp.positions[cmp.positions["trade_date"].isin(days)].reset_index(drop=True)
+    for key, frame in (("backtest_daily_pnl", daily), ("backtest_positions", positions)):
+        per_partition_metadata(context, frame, lambda g, day: {"rows": len(g), "preview": table_preview(g)},
+                               asset_key=key)
     yield dg.Output(daily, "backtest_daily_pnl", metadata={"rows": len(daily), "preview": table_preview(daily)})
     yield dg.Output(positions, "backtest_positions", metadata={"rows": len(positions),
                                                                "preview": table_preview(positions)})  # fmt: skip
@@ -121,26 +125,6 @@ def _empty_positions() -> pd.DataFrame:
     p = pd.DataFrame({c: pd.Series(dtype=float) for c in POSITION_COLUMNS})
     return p.astype({"trade_date": "datetime64[ns]", "strategy": object, "kind": object, "ticker": object,
                      "underlying_ticker": object}).assign(instrument=pd.Series(dtype=object))  # fmt: skip
-
-
-def goal_assessment(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per instrument: the best model's net Sharpe against the oracle's and at 2x costs (the issue's goal)."""
-    rows = []
-    for book, s in summary.groupby("instrument", sort=False):
-        models = s[~s["strategy"].isin(REFERENCE)]
-        oracle = s[s["strategy"] == "oracle"]
-        if models.empty:
-            continue
-        best = models.sort_values("sharpe", ascending=False).iloc[0]
-        o = float(oracle["sharpe"].iloc[0]) if len(oracle) else float("nan")
-        ratio = best["sharpe"] / o if o > 0 else float("nan")
-        rows.append({
-            "instrument": book, "best_model": best["strategy"], "net_sharpe": best["sharpe"], "oracle_sharpe": o,
-            "share_of_oracle": ratio, "sharpe_2x_costs": best["sharpe_2x_costs"],
-            "break_even_cost_x": best["break_even_cost_x"],
-            "goal_met": bool(ratio >= 0.5 and best["sharpe_2x_costs"] > 0),
-        })  # fmt: skip
-    return pd.DataFrame(rows)
 
 
 @dg.asset(
@@ -204,7 +188,7 @@ def backtest_summary(
     meta = {
         "summary": dg.MetadataValue.md(_fmt(summary)) if len(summary) else dg.MetadataValue.md("_no predictions_"),
         "goal": dg.MetadataValue.md(_fmt(goal)) if len(goal) else dg.MetadataValue.md("_no model_"),
-        "report_dir": dg.MetadataValue.path(str(out_dir)),
+        "report_dir": dg.MetadataValue.path(settings.data_relative(out_dir)),  # relative to B3Q_DATA_DIR
     }
     if run_id:
         meta["mlflow_run_id"] = run_id

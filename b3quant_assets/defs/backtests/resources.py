@@ -16,6 +16,7 @@ class BacktestSettings(dg.ConfigurableResource):
     instruments: list[str] = Field(default_factory=lambda: ["straddle", "option"])
     threshold: float = 0.005
     hold_days: int = 1
+    min_edge_over_cost: float = 1.0
     min_bdays: int = 5
     max_bdays: int = 63
     vega_per_trade: float = 1_000.0
@@ -39,7 +40,8 @@ class BacktestSettings(dg.ConfigurableResource):
             raise ValueError(f"BacktestSettings.hold_days: expected 1..{MAX_HOLD_DAYS}, got {self.hold_days}")
         return [
             StrategyConfig(
-                instrument=i, threshold=self.threshold, hold_days=self.hold_days, min_bdays=self.min_bdays,
+                instrument=i, threshold=self.threshold, hold_days=self.hold_days,
+                min_edge_over_cost=self.min_edge_over_cost, min_bdays=self.min_bdays,
                 max_bdays=self.max_bdays, vega_per_trade=self.vega_per_trade,
                 max_vega_underlying=self.max_vega_underlying, max_vega_total=self.max_vega_total,
                 max_per_underlying=self.max_per_underlying, hedge=self.hedge, capital=self.capital,

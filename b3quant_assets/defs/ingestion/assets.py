@@ -13,6 +13,7 @@ from ..shared.checks import (
     pandera_check_spec,
     table_preview,
 )
+from ..shared.metadata import per_partition_metadata
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from .resources import CotahistFiles
 
@@ -75,6 +76,19 @@ def raw_quotes(context: dg.AssetExecutionContext, cotahist_files: CotahistFiles)
     if n_quar:
         context.log.warning(f"{n_quar} malformed COTAHIST lines quarantined (see cotahist_quarantine)")
     by_market = raw["market_type"].value_counts().rename_axis("market_type").reset_index(name="rows")
+    # Each day's own numbers on its materialization (the outputs' metadata below are the run's totals).
+    file_of = {f["day"]: f for f in files}
+    per_partition_metadata(context, raw, lambda g, day: {
+        "days": 1,
+        "quarantined_lines": int(file_of[str(day.date())]["quarantined"]),
+        "rows_by_market": dg.MetadataValue.md(
+            g["market_type"].value_counts().rename_axis("market_type").reset_index(name="rows").to_markdown(
+                index=False)),
+        "files": dg.MetadataValue.md(pd.DataFrame([file_of[str(day.date())]]).to_markdown(index=False)),
+        "preview": table_preview(g),
+    }, asset_key="raw_quotes")
+    per_partition_metadata(context, quar, lambda g, day: {"quarantined_lines": len(g)},
+                           asset_key="cotahist_quarantine", date_col="partition_date")
     yield dg.Output(
         raw,
         output_name="raw_quotes",
@@ -127,6 +141,16 @@ def clean_quote_tables(context: dg.AssetExecutionContext, raw_quotes: pd.DataFra
         context.log.warning(
             f"{int(no_under.sum())} non-index options have no cash-market quote for their ISIN that day"
         )
+    per_partition_metadata(context, c.options, lambda g, day: {
+        "calls": int((g["option_type"] == "call").sum()),
+        "puts": int((g["option_type"] == "put").sum()),
+        "without_underlying_quote": int((g["underlying_ticker"].isna() & ~g["is_index_option"]).sum()),
+        "preview": table_preview(g),
+    }, asset_key="option_quotes")
+    per_partition_metadata(context, c.underlyings, lambda g, day: {"preview": table_preview(g)},
+                           asset_key="underlying_quotes")
+    # (out-of-scope rows are counted over the run only, hence the name of that key)
+    per_partition_metadata(context, c.rejects, lambda g, day: {"rejected": len(g)}, asset_key="quote_rejects")
     yield dg.Output(
         c.options,
         output_name="option_quotes",
@@ -141,7 +165,7 @@ def clean_quote_tables(context: dg.AssetExecutionContext, raw_quotes: pd.DataFra
     yield dg.Output(
         c.rejects,
         output_name="quote_rejects",
-        metadata={"rejected": len(c.rejects), "out_of_scope_rows": c.out_of_scope},
+        metadata={"rejected": len(c.rejects), "out_of_scope_rows_in_run": c.out_of_scope},
     )
     yield pandera_check_result("option_quotes", schemas.OPTION_QUOTES, c.options)
     yield pandera_check_result("underlying_quotes", schemas.UNDERLYING_QUOTES, c.underlyings)

@@ -27,21 +27,36 @@ def landed_days(landing: Path) -> dict[str, float]:
     return out
 
 
+def _load_cursor(cursor: str | None) -> tuple[dict[str, float], dict[str, float]]:
+    """(requested, skipped): day -> file mtime. A cursor of the first format (a flat dict) is all requested."""
+    data = json.loads(cursor) if cursor else {}
+    if "requested" in data or "skipped" in data:
+        return dict(data.get("requested", {})), dict(data.get("skipped", {}))
+    return data, {}
+
+
 @dg.sensor(job=daily_market_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
 def landing_folder_sensor(context: dg.SensorEvaluationContext, cotahist_files: CotahistFiles):
-    """One run per new or changed daily file; files for non-sessions are skipped with a log line."""
-    seen: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
+    """One run per new or changed daily file; a file for a non-session is reported once, with a log line.
+
+    Both kinds are remembered in the cursor by file mtime: a requested day is not requested again until its
+    file changes, and a skipped file is not reported again on every tick (issue 13). A skipped day that
+    later becomes a partition (the calendar was extended) is requested then, since it was never requested.
+    """
+    requested, skipped = _load_cursor(context.cursor)
     now = landed_days(cotahist_files.landing())
     valid = set(trading_day_partitions.get_partition_keys())
     requests = []
     for day, mtime in sorted(now.items()):
-        if seen.get(day) == mtime:
-            continue
         if day not in valid:
-            context.log.warning(f"{day}: a COTAHIST file for a day that is not a B3 session partition; skipped")
+            if skipped.get(day) != mtime:
+                context.log.warning(f"{day}: a COTAHIST file for a day that is not a B3 session partition; skipped")
+            continue
+        if requested.get(day) == mtime:
             continue
         requests.append(dg.RunRequest(partition_key=day, run_key=f"{day}:{mtime}"))
-    # Remember only what was requested or is settled: a file for a day that is not (yet) a partition
-    # is looked at again on the next tick rather than forgotten.
-    context.update_cursor(json.dumps({d: m for d, m in now.items() if d in valid}))
+    context.update_cursor(json.dumps({
+        "requested": {d: m for d, m in now.items() if d in valid},
+        "skipped": {d: m for d, m in now.items() if d not in valid},
+    }, sort_keys=True))
     return requests or dg.SkipReason(f"no new COTAHIST files in {cotahist_files.landing()}")

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from b3quant_models import settings
 from b3quant_models.features import FEATURES_SCHEMA, build_option_features
 from b3quant_models.features.dataset import (
     TrainingDataset,
@@ -19,6 +20,7 @@ from b3quant_models.schemas import GRID_MODEL_PREDICTIONS, MODEL_PREDICTIONS
 
 from ..ingestion.resources import CotahistFiles
 from ..shared.checks import pandera_check_result, pandera_check_spec, png_markdown, table_preview
+from ..shared.metadata import per_partition_metadata
 from ..shared.partitions import partition_days, single_run_backfill, trading_day_partitions
 from .resources import MlflowTracking, model_store_dir
 
@@ -51,6 +53,7 @@ def option_features(
     feats = build_option_features(option_iv, iv_surface, underlying_quotes)
     days = pd.to_datetime(partition_days(context))
     out = feats[feats["trade_date"].isin(days)].reset_index(drop=True)
+    per_partition_metadata(context, out, lambda g, day: {"rows": len(g), "preview": table_preview(g)})
     yield dg.Output(out, metadata={"rows": len(out), "features": len(out.columns), "preview": table_preview(out)})
     yield pandera_check_result("option_features", FEATURES_SCHEMA, out)
 
@@ -148,9 +151,8 @@ def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: Trai
     model_dir = res.model.save(model_store_dir() / name / run_id)
     (Path(model_dir) / "MODEL_CARD.md").write_text(res.model_card)
     meta = {
-        "mlflow_run_id": run_id,
-        "mlflow_tracking_uri": mlflow.uri(),
-        "model_dir": dg.MetadataValue.path(str(model_dir)),
+        **mlflow.run_metadata(run_id, name),
+        "model_dir": dg.MetadataValue.path(settings.data_relative(model_dir)),  # relative: the folder can move
         "model_card": dg.MetadataValue.md(res.model_card),
         "test_metrics": dg.MetadataValue.md(res.metrics_table.to_markdown(index=False)),
         **{f"test_{k}": float(v) for k, v in res.test_metrics.items() if isinstance(v, int | float)},
@@ -163,7 +165,7 @@ def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: Trai
         "test_start": pd.Timestamp(res.splits.test[0]),
         "test_end": pd.Timestamp(res.splits.test[-1]),
         "mlflow_run_id": run_id,
-        "model_dir": str(model_dir),
+        "model_dir": settings.data_relative(model_dir),  # read back with settings.resolve_data_path
         "test_metrics": res.test_metrics,
         "metrics_table": res.metrics_table,
         "fold_metrics": res.fold_metrics,
@@ -234,11 +236,13 @@ model_assets = [_model_asset(n) for n in TRAINED_MODELS]
 grid_model_assets = [_model_asset(n, "grid_training_set", "_grid_model") for n in GRID_MODELS]
 deep_model_assets = [_deep_asset(n) for n in DEEP_MODELS]
 deep_grid_model_assets = [_deep_asset(n, "grid_training_set", "_grid_model") for n in DEEP_MODELS]
-ALL_MODEL_ASSETS = [*(f"{n}_model" for n in TRAINED_MODELS), *(f"{n}_grid_model" for n in GRID_MODELS)]
 DEEP_MODEL_ASSETS = [*(f"{n}_model" for n in DEEP_MODELS), *(f"{n}_grid_model" for n in DEEP_MODELS)]
 OPTION_MODEL_ASSETS = [f"{n}_model" for n in (*TRAINED_MODELS, *DEEP_MODELS)]  # the ensemble's members
 GRID_MODEL_ASSETS = [f"{n}_grid_model" for n in (*GRID_MODELS, *DEEP_MODELS)]
 PROMOTION_CANDIDATES = [*OPTION_MODEL_ASSETS, ENSEMBLE]  # per option: what the service serves
+# the tree-style assets (their config is TrainingConfig); every model asset, deep and ensembles included, gets checks
+ALL_MODEL_ASSETS = [*(f"{n}_model" for n in TRAINED_MODELS), *(f"{n}_grid_model" for n in GRID_MODELS)]
+CHECKED_MODEL_ASSETS = [*OPTION_MODEL_ASSETS, *GRID_MODEL_ASSETS, ENSEMBLE, f"{ENSEMBLE}_grid"]
 
 
 class EnsembleConfig(dg.Config):
@@ -303,11 +307,15 @@ def model_comparison(context: dg.AssetExecutionContext, **models) -> pd.DataFram
         t.insert(1, "trained_model", m["model_name"])
         t["mlflow_run_id"] = m["mlflow_run_id"]
         rows.append(t)
-    table = pd.concat(rows, ignore_index=True)
+    from b3quant_models.models.comparison import flag_losers
+
+    table = flag_losers(pd.concat(rows, ignore_index=True))  # beats_persistence on each model's own row
+    losers = table.loc[table["beats_persistence"].eq(False).fillna(False), "trained_model"].tolist()
     context.add_output_metadata(
         {
-            "comparison": dg.MetadataValue.md(table.to_markdown(index=False)),
-            "plot": png_markdown(comparison_plot(table), "RMSE by model"),
+            "comparison": dg.MetadataValue.md(table.round(4).to_markdown(index=False)),
+            "plot": png_markdown(comparison_plot(table), "held-out RMSE, MAE and bias by model"),
+            "losing_to_persistence": ", ".join(losers) if losers else "none",
         }
     )
     return table
@@ -341,21 +349,8 @@ grid_model_predictions = _predictions_asset("grid_model_predictions", [*GRID_MOD
 
 
 def comparison_plot(table: pd.DataFrame) -> bytes:
-    """Bar chart of test RMSE (vol points) per forecaster, persistence and the floor included."""
-    import io
+    """Every model (grid models too) beside persistence and the floor: RMSE, MAE and bias on zoomed axes,
+    losers to persistence flagged (``b3quant_models.models.comparison``)."""
+    from b3quant_models.models.comparison import comparison_plot as plot
 
-    from matplotlib.figure import Figure
-
-    table = table[table["target"] == table["target"].iloc[0]]  # the per-series models and their baselines
-    agg = table.groupby("forecaster", sort=False)["rmse_vol_pts"].first()
-    fig = Figure(figsize=(6, 3.2), dpi=110)
-    ax = fig.subplots()
-    ax.bar(agg.index.astype(str), agg.to_numpy(), color="#4c72b0")
-    ax.set_ylabel("test RMSE (vol points)")
-    ax.set_title("Next-day IV forecast: held-out RMSE")
-    for i, v in enumerate(agg.to_numpy()):
-        ax.annotate(f"{v:.3f}", (i, v), ha="center", va="bottom", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return plot(table)

@@ -83,13 +83,17 @@ class GridForecaster:
         if list(s.extra_columns) != self.shape["extra_columns"]:
             raise ValueError(f"{self.name}: extra columns {s.extra_columns} != trained {self.shape['extra_columns']}")
 
+    def extra_features(self, s: GridSequences) -> np.ndarray:
+        """Underlying features standardised on the training samples, NaN -> 0, clipped to ±6."""
+        e = (s.extra.astype(float) - np.asarray(self.scaler["mean"])) / np.asarray(self.scaler["std"])
+        return np.clip(np.nan_to_num(e), -6, 6)
+
     def tensors(self, s: GridSequences) -> dict[str, torch.Tensor]:
         x = s.x.astype(np.float32)
         last = x[:, -1]
         seq = np.concatenate([VOL_PTS * (x - last[:, None]), LEVEL_SCALE * (x - LEVEL_CENTER),
                               s.x_mask.astype(np.float32)], axis=2)  # (n, L, 3T, D)
-        e = (s.extra.astype(float) - np.asarray(self.scaler["mean"])) / np.asarray(self.scaler["std"])
-        e = np.clip(np.nan_to_num(e), -6, 6)
+        e = self.extra_features(s)
         head = np.concatenate([LEVEL_SCALE * (last - LEVEL_CENTER), s.x_mask[:, -1]], axis=1).reshape(len(s), -1)
         dy = np.where(s.y_mask, VOL_PTS * (np.nan_to_num(s.y) - last), 0.0)
         return {
@@ -180,7 +184,7 @@ class GridForecaster:
         m.shape = {k: meta[k] for k in ("lookback", "tenors", "deltas", "extra_columns")}
         m.scaler = meta["scaler"]
         m.train_info = {k: meta[k] for k in ("n_train", "n_val", "train_start", "train_end", "fitted_at", "best_epoch",
-                                             "epochs_run", "fit_seconds", "device", "amp") if k in meta}
+                                             "epochs_run", "fit_seconds", "device", "amp", "extra") if k in meta}
         if meta.get("history"):
             m.history = FitHistory(**meta["history"])
         m.net = m.build_net()
