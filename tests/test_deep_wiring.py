@@ -94,9 +94,12 @@ def test_per_option_through_the_grid_is_deterministic_and_falls_back_to_persiste
     lost = ds.frame.head(3).assign(underlying_ticker="NOGRID")
     np.testing.assert_array_equal(a.predict(lost, history=ds.history), lost["iv"].to_numpy())
     assert a.last_fallback_rows == 3
-    # the per-option model needs the grid history attached
+    # without the grid history: fitting is an error, predicting falls back to persistence for every row
+    bare = ds.history.with_grid(None)
     with pytest.raises(ValueError, match="grid"):
-        a.predict(ds.frame.head(3), history=ds.history.with_grid(None))
+        make_model("gru", TINY).fit(ds.frame, ds.target, history=bare)
+    np.testing.assert_array_equal(a.predict(ds.frame.head(3), history=bare), ds.frame["iv"].head(3).to_numpy())
+    assert a.last_fallback_rows == 3
 
 
 def test_gpu_inference_matches_cpu_where_cuda_exists(grid_ds) -> None:
