@@ -263,14 +263,14 @@ def _ensemble_asset(name: str, members: list[str], what: str):
     )
     def _asset(context: dg.AssetExecutionContext, config: EnsembleConfig, mlflow: MlflowTracking, **trained):
         preds = pd.concat([m["predictions"] for m in trained.values()], ignore_index=True)
-        dirs = {m["model_name"]: m["model_dir"] for m in trained.values()}
+        dirs = {m["model_name"]: settings.resolve_data_path(m["model_dir"]) for m in trained.values()}
         res = train_stacking(preds, sorted(dirs), label=name, alpha=config.alpha, member_dirs=dirs)
         run_id = res.log_to_mlflow(mlflow.uri(), mlflow.experiment, run_name=name,
                                    tags={"dagster_run_id": context.run_id, "asset": name})
         model_dir = res.model.save(model_store_dir() / name / run_id)
         (Path(model_dir) / "MODEL_CARD.md").write_text(res.model_card)
         context.add_output_metadata({
-            "mlflow_run_id": run_id, "model_dir": dg.MetadataValue.path(str(model_dir)),
+            "mlflow_run_id": run_id, "model_dir": dg.MetadataValue.path(settings.data_relative(model_dir)),
             "weights": dg.MetadataValue.json(json.loads(weights_json(res))),
             "model_card": dg.MetadataValue.md(res.model_card),
             "test_metrics": dg.MetadataValue.md(res.metrics_table.to_markdown(index=False)),
@@ -279,7 +279,7 @@ def _ensemble_asset(name: str, members: list[str], what: str):
         own = res.metrics_table["forecaster"].isin([name, "persistence", "optimal (ground truth)"])
         return {
             "model_name": name, "target": what, "test_start": res.test_start, "test_end": res.test_end,
-            "mlflow_run_id": run_id, "model_dir": str(model_dir), "test_metrics": res.test_metrics,
+            "mlflow_run_id": run_id, "model_dir": settings.data_relative(model_dir), "test_metrics": res.test_metrics,
             "metrics_table": res.metrics_table[own].reset_index(drop=True), "fold_metrics": res.fold_metrics,
             "best_params": {"weights": res.weights}, "metadata": {**res.metadata, "features": res.model.features},
             "history_length": res.model.history_length, "predictions": res.predictions, "weights": res.weights,
