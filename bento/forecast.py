@@ -23,7 +23,7 @@ import pandas as pd
 
 from b3quant_models.calendar import next_session
 from b3quant_models.features.day_context import DayContext, MarketReader, load_day_context, lookbacks_from_features
-from b3quant_models.features.history import SeriesHistory
+from b3quant_models.features.history import SeriesHistory, grid_history
 from b3quant_models.models import ForecastModel
 from b3quant_models.option_iv import compute_option_iv
 from b3quant_models.pricing import greeks
@@ -115,6 +115,23 @@ def stored_series_history(ctx: DayContext) -> SeriesHistory:
     """The stored history of the series alive on the context's day, as the ``SeriesHistory`` models that look
     back read (the training dataset's is built the same way from the feature table's rows)."""
     return SeriesHistory.from_rows(ctx.history)
+
+
+def stored_grid_history(store: Any, day: dt.date, sessions: int) -> SeriesHistory:
+    """The stored surface grids of the last ``sessions`` sessions up to ``day``, as the grid history the
+    training dataset attaches for models that forecast through the grid (``grid_history``, same code)."""
+    return grid_history(store.recent_grid(day, sessions))
+
+
+def place_on_gpu(model: ForecastModel, device: str = "cuda") -> list[str]:
+    """Move the torch networks of ``model`` (or of an ensemble's members) to ``device`` for inference;
+    returns the names moved. Models without a network are left alone (they run on the CPU anyway)."""
+    moved = []
+    for m in [model, *getattr(model, "members", {}).values()]:
+        if hasattr(m, "to_device"):
+            m.to_device(device)
+            moved.append(m.name)
+    return moved
 
 
 def predictions(req: pd.DataFrame, feats: pd.DataFrame, model: ForecastModel,

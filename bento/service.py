@@ -47,7 +47,8 @@ with bentoml.importing():
 logger = logging.getLogger("bentoml.service")
 
 # Resources are what a deployment reserves (and `bentoml serve` uses to size worker threads); set
-# B3Q_BENTO_GPU=1 to request a GPU once a GPU model (the deep extra) is promoted: see docs/serving.md.
+# B3Q_BENTO_GPU=1 to request a GPU once a torch model (lstm/gru/pinn, or an ensemble holding one) is promoted:
+# the service then also runs the network there (forecast.place_on_gpu); see docs/serving.md.
 _RESOURCES: dict[str, object] = {"cpu": os.environ.get("B3Q_BENTO_CPU", "2"), "memory": "2Gi"}
 if os.environ.get("B3Q_BENTO_GPU"):
     _RESOURCES |= {"gpu": int(os.environ["B3Q_BENTO_GPU"]), "gpu_type": "nvidia-l4"}
@@ -137,6 +138,8 @@ class B3QuantService:
     def __init__(self) -> None:
         self.store: MarketStore = get_store()
         self.forecaster = promotion.load_forecaster()
+        if os.environ.get("B3Q_BENTO_GPU"):  # a torch model promoted: run its network on the reserved GPU
+            logger.info("GPU inference for %s", forecast.place_on_gpu(self.forecaster.model) or "nothing (no network)")
         self.lookbacks = forecast.lookbacks_for(self.forecaster.model)
         self.coalescer = Coalescer(self._run_forecasts, MAX_ROWS)
         # JIT-compile the numba solver now, not on the first request (it takes seconds, once).
@@ -324,6 +327,11 @@ class B3QuantService:
         history = None
         if model.history_length:  # a model that looks back: the stored history of the live series
             history = self.store.cached(("series_history", ctx.day), lambda db: forecast.stored_series_history(ctx))
+            if model.reads_grid_history:  # forecasts through the surface grid: the stored grids of the lookback
+                n = model.history_length
+                grid = self.store.cached(("grid_history", ctx.day, n),
+                                         lambda db: forecast.stored_grid_history(db, ctx.day, n))
+                history = history.with_grid(grid)
         preds = forecast.predictions(req, feats, model, history)
         out, at = [], 0
         for j in jobs:

@@ -201,6 +201,16 @@ class MarketStore:
             [pd.Timestamp(day), sorted(set(underlyings)), n_days],
         )
 
+    def recent_grid(self, day: dt.date, n_days: int) -> pd.DataFrame:
+        """b3.surface_grid_points rows of the last ``n_days`` stored grid sessions <= ``day`` (what a model that
+        forecasts through the surface grid looks back at)."""
+        return self.query(
+            "WITH d AS (SELECT DISTINCT trade_date FROM b3.surface_grid_points WHERE trade_date <= ? "
+            "ORDER BY trade_date DESC LIMIT ?) SELECT g.trade_date, g.underlying_ticker, g.tenor_days, g.delta, "
+            "g.iv, g.extrapolated FROM b3.surface_grid_points g JOIN d USING (trade_date)",
+            [pd.Timestamp(day), int(n_days)],
+        )
+
     def underlying_quotes_until(self, day: dt.date, underlyings: Iterable[str]) -> pd.DataFrame:
         """All b3.underlying_quotes rows <= ``day`` of the given tickers.
 

@@ -427,6 +427,39 @@ def test_predict_iv_with_promoted_history_model_equals_batch_path(market_db: Pat
     np.testing.assert_array_equal(got.loc[want.index].to_numpy(float), want.to_numpy())
 
 
+def test_predict_iv_with_promoted_torch_model_equals_batch_path(market_db: Path, tables, last_day,
+                                                                tmp_path: Path, monkeypatch) -> None:
+    """A (tiny) promoted torch grid model, per option through the grid, served on CPU: the service attaches
+    the stored grids to the series history and gives the batch predictions exactly."""
+    pytest.importorskip("torch")
+    from b3quant_models.features.history import SeriesHistory, grid_history
+    from b3quant_models.models import make_model, promotion
+
+    feats = build_option_features(tables["option_iv"], tables["iv_surface"], tables["underlying_quotes"])
+    targets = build_targets(tables["option_iv"])
+    train = feats.merge(targets[["trade_date", "ticker", "iv_next", "target_date"]], on=["trade_date", "ticker"])
+    history = SeriesHistory.from_rows(feats).with_grid(grid_history(tables["surface_grid_points"]))
+    model = make_model("gru", {"lookback": 3, "hidden": 8, "max_epochs": 3, "device": "cpu"}, features=FEATURE_COLUMNS)
+    model.fit(train, train["iv_next"], history=history)
+    batch = feats[feats["trade_date"].dt.date == last_day].reset_index(drop=True)
+    batch_pred = model.predict(batch, history=history)
+    assert model.last_fallback_rows == 0 and not np.array_equal(batch_pred, batch["iv"].to_numpy())
+
+    with _model_store(tmp_path / "store"):
+        tag = promotion.promote(model.save(tmp_path / "gru"))
+        monkeypatch.setenv("B3Q_DUCKDB_PATH", str(market_db))
+        rows, req = _contracts(tables, last_day)
+        with TestClient(_app()) as c:
+            resp = c.post("/predict_iv", json={"contracts": req})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["model_version"] == tag and body["model_name"] == "gru"
+    got = pd.DataFrame(body["predictions"]).set_index("ticker")["iv_next"]
+    want = pd.Series(batch_pred, index=batch["ticker"])
+    assert set(got.index) == set(rows["ticker"]) == set(want.index)
+    np.testing.assert_array_equal(got.loc[want.index].to_numpy(float), want.to_numpy())
+
+
 def _request_rows(tables, day: dt.date) -> list[dict]:
     """A mixed predict_iv request for ``day``: stored quotes as they are, stored series with another quote,
     a given IV, and contracts that were never listed (no history), on both underlyings."""

@@ -139,7 +139,8 @@ def grid_training_set(
 def _train(context: dg.AssetExecutionContext, kind: str, name: str, config: TrainingConfig, ds: TrainingDataset,
            mlflow, params: dict | None = None):
     """Train registry model ``kind``; ``name`` labels the run, the saved model, the comparison and prediction rows."""
-    context.log.info(f"tuning {name}: {config.n_trials} Optuna trials (timeout {config.timeout_s:.0f} s)")
+    context.log.info(f"tuning {name}: {config.n_trials} Optuna trials (timeout {config.timeout_s:.0f} s)"
+                     if config.n_trials else f"training {name} with fixed params {params or {}} (not tuned)")
     res = train_model(
         ds, kind, n_trials=config.n_trials, timeout=config.timeout_s, seed=config.seed,
         n_folds=config.n_folds, test_days=config.test_days, val_days=config.val_days, purge_days=config.purge_days,
@@ -264,7 +265,7 @@ def _ensemble_asset(name: str, members: list[str], what: str):
     )
     def _asset(context: dg.AssetExecutionContext, config: EnsembleConfig, mlflow: MlflowTracking, **trained):
         preds = pd.concat([m["predictions"] for m in trained.values()], ignore_index=True)
-        dirs = {m["model_name"]: m["model_dir"] for m in trained.values()}
+        dirs = {m["model_name"]: settings.resolve_data_path(m["model_dir"]) for m in trained.values()}
         res = train_stacking(preds, sorted(dirs), label=name, alpha=config.alpha, member_dirs=dirs)
         run_id = res.log_to_mlflow(mlflow.uri(), mlflow.experiment, run_name=name,
                                    tags={"dagster_run_id": context.run_id, "asset": name})

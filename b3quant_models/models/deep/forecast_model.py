@@ -23,12 +23,14 @@ subclass>`` and register ``"b3quant_models.models.deep.forecast_model:<Class>"``
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from b3quant_models.features.history import GRID_SERIES_KEY
 from b3quant_models.models.base import ANCHOR, ForecastModel
 from b3quant_models.models.deep.data import DEFAULT_EXTRA_COLUMNS, FILL_LEVEL, GridSequences
 from b3quant_models.models.deep.engine import FitConfig, torch_versions
@@ -42,6 +44,7 @@ from b3quant_models.models.deep.vit import ViTGridForecaster
 if TYPE_CHECKING:
     from b3quant_models.features.history import SeriesHistory
 
+logger = logging.getLogger(__name__)
 NETWORK_DIR = "network"
 _FIT_KEYS = ("max_epochs", "batch_size", "lr", "weight_decay", "patience", "device", "amp")
 
@@ -53,11 +56,23 @@ def _ffill_window(iv: np.ndarray) -> np.ndarray:
     for j in range(1, out.shape[1]):
         gap = ~np.isfinite(out[:, j])
         out[:, j][gap] = out[:, j - 1][gap]
-    flat = out.reshape(out.shape[0], out.shape[1], -1)
+    flat = out.reshape(*out.shape[:2], int(np.prod(out.shape[2:])))
     seen = np.isfinite(flat)
     cnt = seen.sum(axis=2)
     mean = np.where(cnt > 0, np.where(seen, flat, 0.0).sum(axis=2) / np.maximum(cnt, 1), FILL_LEVEL)
     return np.where(np.isfinite(out), out, mean[:, :, None, None])
+
+
+def _to_axes(a: np.ndarray, tenors, deltas, t0, d0) -> np.ndarray:
+    """(n, L, T, D) values on axes (tenors, deltas) placed on the trained axes (t0, d0); NaN/0 where absent."""
+    out = np.full((*a.shape[:2], len(t0), len(d0)), np.nan if a.dtype.kind == "f" else 0, dtype=float)
+    ti = {int(t): i for i, t in enumerate(tenors)}
+    di = {round(float(d), 4): i for i, d in enumerate(deltas)}
+    for j, t in enumerate(t0):
+        for k, d in enumerate(d0):
+            if int(t) in ti and round(float(d), 4) in di:
+                out[:, :, j, k] = a[:, :, ti[int(t)], di[round(float(d), 4)]]
+    return out
 
 
 class DeepGridModel(ForecastModel):
@@ -98,12 +113,20 @@ class DeepGridModel(ForecastModel):
             return list(self.net_model.shape["extra_columns"])
         return [c for c in DEFAULT_EXTRA_COLUMNS if c in X.columns]
 
-    def _samples(self, X: pd.DataFrame, history: SeriesHistory | None) -> tuple[GridSequences, np.ndarray, np.ndarray]:
+    def _samples(self, X: pd.DataFrame, history: SeriesHistory | None, training: bool = False
+                 ) -> tuple[GridSequences, np.ndarray, np.ndarray]:
         """(one sample per underlying-day of X with a grid that day, sample index of each row (−1: none),
         the history's (underlying, day) pairs as a set-able frame)."""
         if history is None:
             raise ValueError(f"{self.name} needs the grid history (grid dataset history or SeriesHistory.with_grid)")
         grid = history.grid if history.grid is not None else history
+        if grid.key != GRID_SERIES_KEY and self.net_model is not None and not training:
+            # e.g. MLflow's signature sample (rows only): no grid to read -> persistence for every row, logged
+            logger.warning("%s: no grid history given; forecasting persistence for %d rows", self.name, len(X))
+            return None, np.full(len(X), -1, dtype=np.int64), None
+        if grid.key != GRID_SERIES_KEY:
+            raise ValueError(f"{self.name} forecasts through the surface grid: pass the grid dataset's history, or "
+                             "attach it to the option history (SeriesHistory.with_grid(grid_history(...)))")
         panel_days = grid.panel[["underlying_ticker", "trade_date"]].drop_duplicates()
         keys = X[["underlying_ticker", "trade_date"]].copy()
         keys["trade_date"] = pd.to_datetime(keys["trade_date"]).astype("datetime64[ns]")
@@ -115,6 +138,11 @@ class DeepGridModel(ForecastModel):
         if "extrapolated" in grid.values:
             ex = history.grid_window(uniq, L, "extrapolated")[0]
             quoted = finite & (ex == 0)
+        if self.net_model is not None:  # a history with fewer cells than trained: the missing ones are masked
+            t0, d0 = self.net_model.shape["tenors"], self.net_model.shape["deltas"]
+            if list(map(int, tenors)) != list(t0) or [round(float(d), 4) for d in deltas] != [round(d, 4) for d in d0]:
+                iv, quoted = _to_axes(iv, tenors, deltas, t0, d0), _to_axes(quoted, tenors, deltas, t0, d0) > 0
+                tenors, deltas = np.asarray(t0), np.asarray(d0)
         cols = self._extra_columns(X)
         first = X.assign(trade_date=keys["trade_date"]).drop_duplicates(["underlying_ticker", "trade_date"])
         extra = uniq.merge(first[["underlying_ticker", "trade_date", *cols]], how="left")[cols].to_numpy(float)
@@ -168,7 +196,7 @@ class DeepGridModel(ForecastModel):
         return FitConfig(**{k: self.params[k] for k in _FIT_KEYS}, seed=self.seed)
 
     def _fit_change(self, X, dy, X_val, dy_val, history=None) -> None:
-        seqs, sample, panel_days = self._samples(X, history)
+        seqs, sample, panel_days = self._samples(X, history, training=True)
         self._targets(seqs, sample, X, dy, history, panel_days)
         seqs = seqs.subset(seqs.y_mask.reshape(len(seqs), -1).any(axis=1))
         if not len(seqs):
@@ -193,7 +221,7 @@ class DeepGridModel(ForecastModel):
         out = np.zeros(len(X))
         ok = sample >= 0
         self.last_fallback_rows = int((~ok).sum())
-        if not ok.any():
+        if seqs is None or not ok.any():
             return out
         change = self.net_model.predict_change(seqs)
         tenors, deltas = self.net_model.shape["tenors"], self.net_model.shape["deltas"]
@@ -205,6 +233,14 @@ class DeepGridModel(ForecastModel):
                                  rows["delta"].to_numpy(float), tenors, deltas)
             out[ok] = np.where(np.isfinite(v), v, 0.0)
         return out
+
+    def to_device(self, spec: str = "cuda") -> None:
+        """Run inference on ``spec`` ("cuda", "cuda:N", "cpu"); an explicit CUDA device without CUDA is an error."""
+        from b3quant_models.models.deep.engine import resolve_device
+
+        if self.net_model is None or self.net_model.net is None:
+            raise RuntimeError(f"{self.name}: not fitted")
+        self.net_model.net.to(resolve_device(spec))
 
     def learning_curves(self) -> dict[str, list[float]]:
         h = self.net_model.history if self.net_model is not None else None

@@ -164,7 +164,9 @@ class GridForecaster:
         self._check(s)
         t = self.tensors(s)
         self.net.eval()
-        return self.output(self.net, t).double().numpy() / VOL_PTS
+        dev = next(self.net.parameters()).device  # CPU, or the GPU a server placed the network on
+        t = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+        return self.output(self.net, t).double().cpu().numpy() / VOL_PTS
 
     def predict(self, s: GridSequences) -> np.ndarray:
         """Next-day IV grid (n, T, D) = today's grid + predicted change."""
