@@ -56,6 +56,10 @@ class Browser:
         self.call("Runtime.enable")
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
+    def resize(self, width: int, height: int) -> None:
+        """Viewport size: a big graph is drawn with its node labels only when each node gets enough pixels."""
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+
     def call(self, method: str, **params):
         self._id += 1
         self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))

@@ -119,11 +119,19 @@ def test_every_asset_is_in_its_groups_lineage_graph(ui: str, browser: Browser, s
     groups = _groups()
     assert sum(len(v) for v in groups.values()) >= 25
     for group, assets in sorted(groups.items()):
+        # the models group (trees, deep models, ensembles: 20+ nodes stacked in one column) needs a tall page:
+        # the graph draws only the nodes inside the viewport
+        browser.resize(*((1800, 7000) if len(assets) > 12 else (1600, 1000)))
         browser.goto(f"{ui}/locations/b3quant_ml/asset-groups/{group}/lineage")
         names = json.dumps(assets)
         # a node of the group's own graph shows its name and its status rows ("Latest event", "Partitions")
-        browser.wait_for(f"{names}.every(n => document.body.innerText.includes(n))"
-                         " && document.body.innerText.includes('Latest event')", timeout=180)
+        try:
+            browser.wait_for(f"{names}.every(n => document.body.innerText.includes(n))"
+                             " && document.body.innerText.includes('Latest event')", timeout=180)
+        except TimeoutError:
+            missing = browser.js(f"{names}.filter(n => !document.body.innerText.includes(n))")
+            browser.screenshot(shots / f"ui_lineage_{group}_failed.png")
+            raise AssertionError(f"group {group}: not in the lineage page after 180 s: {missing}") from None
         browser.js(SKIP_NUX)
         if group == "analytics":
             time.sleep(2)
