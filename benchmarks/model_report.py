@@ -27,11 +27,12 @@ def main() -> None:
     a = ap.parse_args()
     with duckdb.connect(a.db, read_only=True) as con:
         t = con.execute("SELECT * FROM b3.model_comparison").fetchdf()
+        # the training dataset is an in-memory asset (not a table); its span is that of the stored features
         ts = con.execute(
-            "SELECT min(trade_date), max(trade_date), count(DISTINCT trade_date), count(*) FROM b3.training_set"
+            "SELECT min(trade_date), max(trade_date), count(DISTINCT trade_date), count(*) FROM b3.option_features"
         ).fetchone()
     lines = [
-        f"Option-series training set: {ts[3]:,} rows over {ts[2]} sessions ({ts[0].date()} to {ts[1].date()}) of "
+        f"Option-series features: {ts[3]:,} rows over {ts[2]} sessions ({ts[0].date()} to {ts[1].date()}) of "
         "the default sample market (seed 7, 6 underlyings), demo settings (8 Optuna trials per model). Errors on "
         "the held-out last sessions, in vol points; within a table every forecaster is scored on the same rows.",
     ]
