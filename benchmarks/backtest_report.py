@@ -6,7 +6,6 @@ Usage: uv run b3q demo && uv run python benchmarks/backtest_report.py [--db data
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from b3quant_models import settings  # noqa: E402
 from b3quant_models.backtest.metrics import goal_assessment  # noqa: E402
 from benchmarks._docs import write_section  # noqa: E402
 
@@ -26,7 +26,7 @@ COLS = ["instrument", "strategy", "net_pnl", "sharpe", "sharpe_2x_costs", "sorti
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--db", default=os.environ.get("B3Q_DUCKDB_PATH", str(ROOT / "data" / "b3quant.duckdb")))
+    ap.add_argument("--db", default=str(settings.duckdb_path()))  # $B3Q_DUCKDB_PATH, else under $B3Q_DATA_DIR
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     with duckdb.connect(a.db, read_only=True) as con:

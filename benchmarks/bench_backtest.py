@@ -26,6 +26,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from b3quant_models import settings  # noqa: E402
 from b3quant_models.backtest.compare import backtest_period, compare_strategies  # noqa: E402
 from b3quant_models.backtest.config import CostModel, StrategyConfig  # noqa: E402
 from b3quant_models.backtest.engine import prepare_market  # noqa: E402
@@ -62,7 +63,7 @@ def run(iv, und, preds):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--db", type=Path, default=ROOT / "data" / "b3quant.duckdb")
+    ap.add_argument("--db", type=Path, default=settings.duckdb_path())
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()

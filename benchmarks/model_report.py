@@ -6,11 +6,12 @@ Usage: uv run b3q demo && uv run python benchmarks/model_report.py [--db data/b3
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import duckdb
+
+from b3quant_models import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _docs import write_section
@@ -22,7 +23,7 @@ SECTION = "## Results on the sample market"
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--db", default=os.environ.get("B3Q_DUCKDB_PATH", str(ROOT / "data" / "b3quant.duckdb")))
+    ap.add_argument("--db", default=str(settings.duckdb_path()))  # $B3Q_DUCKDB_PATH, else under $B3Q_DATA_DIR
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     with duckdb.connect(a.db, read_only=True) as con:
